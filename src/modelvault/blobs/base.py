@@ -1,0 +1,95 @@
+"""The blob store contract: content-addressed, write-once storage of byte strings.
+
+Owns the ``BlobStore`` protocol every backend implements, ``PutResult``, and the
+``open_blob_store`` factory that maps a store URL's scheme to a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from ..errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """The digest and size of stored bytes; ``stored`` is False when they were already there."""
+
+    digest: str
+    size: int
+    stored: bool
+
+
+class BlobStore(Protocol):
+    """Blobs are named ``sha256:<hex>`` of their bytes, written once and never changed.
+
+    ``progress`` callbacks receive the number of bytes just processed (a delta).
+    """
+
+    def exists(self, digest: str) -> bool: ...
+
+    def put_file(
+        self, path: Path, *, progress: Callable[[int], None] | None = None
+    ) -> PutResult: ...
+
+    def put_bytes(self, data: bytes) -> PutResult: ...
+
+    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes: ...
+
+    def copy_to(
+        self, digest: str, dest: Path, *, progress: Callable[[int], None] | None = None
+    ) -> int: ...
+
+    def verify(self, digest: str) -> bool: ...
+
+    def size(self, digest: str) -> int: ...
+
+
+def _open_local(url: str) -> BlobStore:
+    from .local import LocalBlobStore
+
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidInput(
+                f"file URL {url!r} names host {parts.netloc!r}; use file:///absolute/path",
+                field="url",
+            )
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise InvalidInput(f"file URL {url!r} must hold an absolute path", field="url")
+        return LocalBlobStore(Path(path))
+    return LocalBlobStore(Path(url).expanduser())
+
+
+def _open_memory(url: str) -> BlobStore:
+    from .memory import MemoryBlobStore
+
+    return MemoryBlobStore()
+
+
+_FACTORIES: dict[str, Callable[[str], BlobStore]] = {
+    "file": _open_local,
+    "memory": _open_memory,
+}
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """Open the store at *url*: ``file:///abs/path``, a plain path, or ``memory://``."""
+    if not url:
+        raise InvalidInput("blob store URL is empty", field="url")
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if not scheme:
+        return _open_local(url)
+    factory = _FACTORIES.get(scheme.lower())
+    if factory is None:
+        supported = ", ".join(f"{name}://" for name in _FACTORIES)
+        raise InvalidInput(
+            f"unsupported blob store scheme {scheme!r}; supported: {supported} or a plain path",
+            field="url",
+        )
+    return factory(url)

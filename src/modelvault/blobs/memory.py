@@ -1,0 +1,78 @@
+"""The in-memory blob store: a dict from digest to bytes, with the local store's semantics.
+
+Owns the fake used by tests and documentation examples; ``copy_to`` writes real files the
+same careful way (temp file, verify, rename) as the local store.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ..canonical import check_digest, sha256_digest
+from ..errors import IntegrityError, NotFound
+from .base import PutResult
+from .copying import BufferSink, ingest_file, materialize
+
+
+class MemoryBlobStore:
+    """Blobs kept in a dict; nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryBlobStore({len(self._blobs)} blobs)"
+
+    def exists(self, digest: str) -> bool:
+        return check_digest(digest) in self._blobs
+
+    def size(self, digest: str) -> int:
+        return len(self._get(digest))
+
+    def put_file(self, path: Path, *, progress: Callable[[int], None] | None = None) -> PutResult:
+        sink = BufferSink()
+        copied = ingest_file(Path(path), sink, progress)
+        return self._put(copied.digest, bytes(sink.data))
+
+    def put_bytes(self, data: bytes) -> PutResult:
+        return self._put(sha256_digest(data), bytes(data))
+
+    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+        data = self._get(digest)
+        if verify and (actual := sha256_digest(data)) != digest:
+            raise IntegrityError(
+                f"blob {digest} is corrupt: its content hashes to {actual}", digest=digest
+            )
+        return data
+
+    def copy_to(
+        self, digest: str, dest: Path, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        data = self._get(digest)
+        return materialize(
+            io.BytesIO(data), digest, Path(dest), expected_size=len(data), progress=progress
+        )
+
+    def verify(self, digest: str) -> bool:
+        return sha256_digest(self._get(digest)) == digest
+
+    def digests(self) -> list[str]:
+        return sorted(self._blobs)
+
+    def _get(self, digest: str) -> bytes:
+        try:
+            return self._blobs[check_digest(digest)]
+        except KeyError:
+            raise NotFound(f"blob {digest} not found", digest=digest) from None
+
+    def _put(self, digest: str, data: bytes) -> PutResult:
+        with self._lock:
+            existing = self._blobs.get(digest)
+            stored = existing is None or len(existing) != len(data)
+            if stored:
+                self._blobs[digest] = data
+        return PutResult(digest, len(data), stored=stored)

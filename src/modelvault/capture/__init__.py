@@ -1,0 +1,1 @@
+"""Automatic capture of code and environment."""

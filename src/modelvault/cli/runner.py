@@ -1,0 +1,40 @@
+"""Runs the Typer app and turns every known error into one line and its exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .errors import describe, print_error
+
+
+def run(args: list[str]) -> int:
+    from .app import app, state
+
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="modelvault", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print_error("aborted")
+        return 130
+    except BaseException as exc:  # the one place every failure is turned into a message
+        if debug or isinstance(exc, SystemExit):
+            raise
+        line, code, envelope = describe(exc)
+        if "--json" in args:
+            sys.stdout.write(json.dumps(envelope, default=str) + "\n")
+        print_error(line)
+        return code
+    finally:
+        if state.registry is not None:
+            state.registry.close()
+            state.registry = None
+    return 0

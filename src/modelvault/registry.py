@@ -1,0 +1,255 @@
+"""``Registry``: the one interface to modelvault. The CLI calls it and nothing else.
+
+In local mode it runs the service layer in process over the embedded stores chosen by
+settings (SQLite file and a local blob directory by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .domain import (
+    AliasInterval,
+    Approval,
+    AuditEvent,
+    AuditVerification,
+    DatasetRef,
+    Manifest,
+    Model,
+    PullResult,
+    StageInterval,
+    Transition,
+    Version,
+    VersionDiff,
+)
+from .settings import Settings
+from .timeutil import Clock, parse_time, utc_now
+
+if TYPE_CHECKING:
+    from .service.aliases import Expect
+
+ProgressFactory = Callable[[int], Callable[[int], None] | None]
+
+
+class Registry:
+    """A model registry. ``Registry()`` opens the embedded default at ``$MODELVAULT_HOME``."""
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        actor: str | None = None,
+        project: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        from .blobs import open_blob_store
+        from .service.context import Context, check_actor
+        from .store.engine import open_metadata_store
+
+        base = settings or Settings.from_env(**({"home": Path(home)} if home else {}))
+        overrides: dict[str, Any] = {}
+        if actor is not None:
+            overrides["actor"] = check_actor(actor)
+        if project is not None:
+            from .limits import check_name
+
+            overrides["project"] = check_name(project, what="project name")
+        if overrides:
+            from dataclasses import replace
+
+            base = replace(base, **overrides)
+        self.settings = base
+        self._ctx = Context(
+            settings=base,
+            store=open_metadata_store(base.db, base),
+            blobs=open_blob_store(base.blobs),
+            clock=clock or utc_now,
+            actor=check_actor(base.actor),
+        )
+
+    # -- lifecycle of the store -------------------------------------------------------------
+    def init(self) -> dict[str, str]:
+        """Create the store if needed; returns where things live."""
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self._ctx.store.ensure_schema()
+        return {"home": str(self.settings.home), "db": self.settings.db,
+                "blobs": self.settings.blobs, "policy": str(self.settings.policy)}
+
+    def close(self) -> None:
+        self._ctx.store.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def actor(self) -> str:
+        return self._ctx.actor
+
+    # -- versions ---------------------------------------------------------------------------
+    def register(
+        self,
+        model: str,
+        path: str | Path | None = None,
+        *,
+        kind: str = "model",
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        datasets: Sequence[str | DatasetRef] = (),
+        parents: Sequence[str] = (),
+        components: Sequence[str] = (),
+        label: str | None = None,
+        description: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        feature_pipeline: str | None = None,
+        inference_config: str | None = None,
+        flavor: str | None = None,
+        seed: int | None = None,
+        capture_code: bool = True,
+        capture_environment: bool = True,
+        code_dir: str | Path | None = None,
+        project: str | None = None,
+        progress: ProgressFactory | None = None,
+    ) -> Version:
+        """Register a new immutable version of *model* from the file or directory *path*."""
+        from .service.versions import RegisterRequest, register
+
+        req = RegisterRequest(
+            model=model,
+            path=Path(path) if path is not None else None,
+            kind=kind,
+            params=params or {},
+            metrics=metrics or {},
+            tags=tags or {},
+            datasets=datasets,
+            parents=parents,
+            components=components,
+            label=label,
+            description=description,
+            config=config,
+            feature_pipeline=feature_pipeline,
+            inference_config=inference_config,
+            flavor=flavor,
+            seed=seed,
+            capture_code=capture_code,
+            capture_environment=capture_environment,
+            code_dir=Path(code_dir) if code_dir is not None else None,
+            progress=progress,
+        )
+        return register(self._ctx, req, project)
+
+    def get(self, ref: str, *, at: datetime | str | None = None) -> Version:
+        """The version *ref* names (``fraud:3``, ``fraud@champion``, ``fraud@production``),
+        or the one it named at time *at*."""
+        from .service.versions import get
+
+        return get(self._ctx, ref, self._time(at))
+
+    def models(self, *, project: str | None = None) -> list[Model]:
+        from .service.versions import list_models
+
+        return list_models(self._ctx, project)
+
+    def versions(self, model: str, *, project: str | None = None) -> list[Version]:
+        from .service.versions import list_versions
+
+        return list_versions(self._ctx, model, project)
+
+    def search(self, query: str, *, project: str | None = None, all_projects: bool = False,
+               limit: int | None = 1000) -> list[Version]:
+        from .service.searching import search
+
+        return search(self._ctx, query, project=project, all_projects=all_projects, limit=limit)
+
+    def manifest(self, ref: str) -> Manifest:
+        from .service.artifacts import read_manifest
+
+        return read_manifest(self._ctx, self.get(ref).artifact_digest)
+
+    def pull(self, ref: str, dest: str | Path, *, overwrite: bool = False,
+             progress: ProgressFactory | None = None) -> PullResult:
+        """Write the version's files under *dest*, verifying every digest."""
+        from .service.artifacts import pull
+
+        version = self.get(ref)
+        return pull(self._ctx, version.artifact_digest, str(version), Path(dest),
+                    overwrite=overwrite, progress=progress)
+
+    def diff(self, a: str, b: str) -> VersionDiff:
+        from .service.diffing import diff
+
+        return diff(self._ctx, self.get(a), self.get(b))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def approve(self, ref: str, *, comment: str | None = None) -> Approval:
+        from .service.stages import approve
+
+        return approve(self._ctx, ref, comment)
+
+    def approvals(self, ref: str) -> list[Approval]:
+        from .service.stages import approvals
+
+        return approvals(self._ctx, ref)
+
+    def promote(self, ref: str, to: str, *, reason: str | None = None) -> Transition:
+        from .service.stages import promote
+
+        return promote(self._ctx, ref, to, reason)
+
+    def rollback(self, model: str, *, reason: str, to: int | None = None) -> Transition:
+        from .service.stages import rollback
+
+        return rollback(self._ctx, model, reason, to)
+
+    def stage_history(self, model: str) -> list[StageInterval]:
+        from .service.stages import stage_history
+
+        return stage_history(self._ctx, model)
+
+    def set_alias(self, model: str, alias: str, ref: str, *, expect: Expect = None
+                  ) -> AliasInterval:
+        """Point *alias* at *ref*; with *expect*, only if it currently points at that version
+        (``"none"``: only if unset)."""
+        from .service.aliases import set_alias
+
+        return set_alias(self._ctx, model, alias, ref, expect)
+
+    def remove_alias(self, model: str, alias: str, *, expect: Expect = None) -> AliasInterval:
+        from .service.aliases import remove_alias
+
+        return remove_alias(self._ctx, model, alias, expect)
+
+    def alias_history(self, model: str, alias: str | None = None) -> list[AliasInterval]:
+        from .service.aliases import alias_history
+
+        return alias_history(self._ctx, model, alias)
+
+    # -- audit ------------------------------------------------------------------------------
+    def audit(self, *, model: str | None = None, project: str | None = None,
+              actor: str | None = None, action: str | None = None,
+              since: datetime | str | None = None, until: datetime | str | None = None,
+              after_seq: int = 0, limit: int | None = 1000,
+              newest_first: bool = False) -> list[AuditEvent]:
+        from .service.auditing import list_events
+
+        return list_events(self._ctx, model=model, project=project, actor=actor,
+                           action=action, since=self._time(since), until=self._time(until),
+                           after_seq=after_seq, limit=limit, newest_first=newest_first)
+
+    def verify_audit(self) -> AuditVerification:
+        """Recompute the audit chain; the result names the first bad sequence number."""
+        from .service.auditing import verify_chain
+
+        return verify_chain(self._ctx)
+
+    def _time(self, value: datetime | str | None) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return parse_time(value, now=self._ctx.now())

@@ -1,0 +1,60 @@
+"""Reading a version's bytes back: its manifest, and ``pull`` into a directory.
+
+Every file is verified against its digest while it is copied; files land in a staging
+directory first and move into place only when all of them verified, so a failed pull leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..domain import Manifest, PullResult
+from ..errors import Conflict, IntegrityError, InvalidInput
+from ..manifest import parse_manifest, safe_dest_path
+from .context import Context
+
+Progress = Callable[[int], None]
+
+
+def read_manifest(ctx: Context, digest: str) -> Manifest:
+    return parse_manifest(ctx.blobs.read_bytes(digest, verify=True))
+
+
+def pull(ctx: Context, digest: str, ref: str, dest: Path, *, overwrite: bool = False,
+         progress: Callable[[int], Progress | None] | None = None) -> PullResult:
+    manifest = read_manifest(ctx, digest)
+    dest = dest.absolute()
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInput(f"destination {dest} exists and is not a directory", field="dest")
+    targets = [(f, safe_dest_path(dest, f.path)) for f in manifest.files]
+    if not overwrite:
+        clash = next((t for _, t in targets if t.exists() or t.is_symlink()), None)
+        if clash is not None:
+            raise Conflict(f"{clash} already exists; pass --overwrite to replace it",
+                           path=str(clash))
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".modelvault-pull-", dir=dest))
+    tick = progress(manifest.total_size) if progress else None
+    try:
+        for entry, _ in targets:
+            staged = safe_dest_path(staging, entry.path)
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                ctx.blobs.copy_to(entry.digest, staged, progress=tick)
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"{ref}: file {entry.path} does not match its digest {entry.digest}; the "
+                    "stored blob is corrupt", path=entry.path, digest=entry.digest) from exc
+            os.chmod(staged, entry.mode & 0o777)
+        for entry, target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(safe_dest_path(staging, entry.path), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PullResult(ref=ref, dest=str(dest), files=tuple(f.path for f in manifest.files),
+                      bytes=manifest.total_size)

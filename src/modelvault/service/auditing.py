@@ -1,0 +1,49 @@
+"""Audit queries: list events by model, actor, action and time, and verify the chain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from ..audit import row_to_event, verify
+from ..domain import AuditEvent, AuditVerification
+from ..limits import check_name
+from ..store import schema
+from ..timeutil import to_text
+from .context import Context, resolve_model
+
+E = schema.audit_events
+
+
+def list_events(ctx: Context, *, model: str | None = None, project: str | None = None,
+                actor: str | None = None, action: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                after_seq: int = 0, limit: int | None = 1000,
+                newest_first: bool = False) -> list[AuditEvent]:
+    query = select(E).where(E.c.seq > after_seq)
+    if model is not None:
+        proj, name = resolve_model(ctx, model)
+        query = query.where(E.c.project == proj, E.c.model == name)
+    elif project is not None:
+        query = query.where(E.c.project == check_name(project, what="project name"))
+    if actor is not None:
+        query = query.where(E.c.actor == actor)
+    if action is not None:
+        query = query.where(E.c.action.like(action.replace("*", "%")) if "*" in action
+                            else E.c.action == action)
+    if since is not None:
+        query = query.where(E.c.ts >= to_text(since))
+    if until is not None:
+        query = query.where(E.c.ts < to_text(until))
+    query = query.order_by(E.c.seq.desc() if newest_first else E.c.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    with ctx.store.read() as conn:
+        rows = conn.execute(query).all()
+    return [row_to_event(r) for r in rows]
+
+
+def verify_chain(ctx: Context) -> AuditVerification:
+    with ctx.store.read() as conn:
+        return verify(conn)

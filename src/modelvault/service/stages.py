@@ -1,0 +1,241 @@
+"""Lifecycle use-cases: approve, promote, rollback, and the stage history of a model.
+
+Each runs in one write transaction: the interval rows close and open together with the audit
+event, and the database's partial unique index refuses a second production version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from ..audit import EventDraft, append
+from ..domain import Approval, StageInterval, Transition
+from ..errors import AlreadyExists, Conflict, Forbidden, GateFailed, InvalidInput
+from ..lifecycle import Stage, check_transition, parse_stage
+from ..limits import check_text
+from ..policy import load_policy
+from ..store import schema
+from ..timeutil import from_text, to_text
+from .context import Context, model_row, resolve_model, version_row
+
+S, V, AP = schema.stage_intervals, schema.versions, schema.approvals
+
+
+def _require_reason(reason: str | None, what: str) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise InvalidInput(f"a reason is required for {what} (--reason)", field="reason")
+    check_text(text, limit="reason_chars", what="reason")
+    return text
+
+
+def _open_interval(conn: Connection, version_id: int) -> Any:
+    return conn.execute(
+        select(S.c.id, S.c.stage).where(S.c.version_id == version_id, S.c.valid_to.is_(None))
+    ).one()
+
+
+def _close(conn: Connection, interval_id: int, at: str, actor: str, why: str) -> None:
+    conn.execute(
+        update(S)
+        .where(S.c.id == interval_id, S.c.valid_to.is_(None))
+        .values(valid_to=at, ended_by=actor, end_reason=why)
+    )
+
+
+def _open(conn: Connection, row: Any, stage: Stage, at: str, ctx: Context, reason: str | None,
+          seq: int) -> None:
+    conn.execute(insert(S).values(
+        model_id=row.model_id, version_id=row.id, stage=stage.value, valid_from=at,
+        set_by=ctx.actor, reason=reason, audit_seq=seq))
+
+
+def _current_production(conn: Connection, model_id: int) -> Any:
+    return conn.execute(
+        select(S.c.id, S.c.version_id, V.c.number)
+        .select_from(S.join(V, S.c.version_id == V.c.id))
+        .where(S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value,
+               S.c.valid_to.is_(None))
+    ).first()
+
+
+def approvals_of(conn: Connection, version_id: int, creator: str) -> list[str]:
+    rows = conn.execute(select(AP.c.approver).where(AP.c.version_id == version_id)).scalars()
+    return sorted({a for a in rows if a != creator})
+
+
+def approve(ctx: Context, ref: str, comment: str | None = None) -> Approval:
+    check_text(comment, limit="comment_chars", what="comment")
+    parsed = ctx.ref(ref)
+    at = ctx.now()
+    with ctx.store.write() as conn:
+        row = version_row(conn, ctx, parsed)
+        subject = f"{row.project_name}/{row.model_name}:{row.number}"
+        if row.created_by == ctx.actor:
+            raise Forbidden(
+                f"{ctx.actor} created {row.model_name}:{row.number} and cannot approve it; "
+                "another person must",
+                model=row.model_name, version=row.number, actor=ctx.actor)
+        if row.stage == Stage.RETIRED.value:
+            raise Conflict(f"{row.model_name}:{row.number} is retired", model=row.model_name,
+                           version=row.number)
+        exists = conn.execute(select(AP.c.id).where(
+            AP.c.version_id == row.id, AP.c.approver == ctx.actor)).first()
+        if exists is not None:
+            raise AlreadyExists(f"{ctx.actor} already approved {row.model_name}:{row.number}",
+                                model=row.model_name, version=row.number)
+        event = append(conn, EventDraft(
+            "version.approve", subject, project=row.project_name, model=row.model_name,
+            after={"version": row.number, "approver": ctx.actor, "comment": comment},
+            reason=comment), actor=ctx.actor, at=at)
+        conn.execute(insert(AP).values(version_id=row.id, approver=ctx.actor, comment=comment,
+                                       created_at=to_text(at), audit_seq=event.seq))
+    return Approval(project=row.project_name, model=row.model_name, version=row.number,
+                    approver=ctx.actor, created_at=at, comment=comment)
+
+
+def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Transition:
+    target = parse_stage(to)
+    if target is Stage.PRODUCTION:
+        reason = _require_reason(reason, "a promotion to production")
+    else:
+        reason = check_text(reason.strip() if reason else None, limit="reason_chars",
+                            what="reason") or None
+    parsed = ctx.ref(ref)
+    at = ctx.now()
+    at_text = to_text(at)
+    with ctx.store.write() as conn:
+        row = version_row(conn, ctx, parsed)
+        current = Stage(row.stage)
+        check_transition(current, target, model=row.model_name, version=row.number)
+        replaced = None
+        if target is Stage.PRODUCTION:
+            needed = load_policy(ctx.settings.policy).for_project(row.project_name).approvals
+            have = approvals_of(conn, row.id, row.created_by)
+            if len(have) < needed:
+                raise GateFailed(
+                    f"{row.model_name}:{row.number} needs {needed} approval(s) from someone "
+                    f"other than its creator {row.created_by}; it has {len(have)}",
+                    model=row.model_name, version=row.number,
+                    rules=[{"rule": f"approvals >= {needed}", "required": needed,
+                            "actual": len(have), "passed": False}])
+            replaced = _current_production(conn, row.model_id)
+        event = append(conn, EventDraft(
+            "stage.promote", f"{row.project_name}/{row.model_name}:{row.number}",
+            project=row.project_name, model=row.model_name,
+            before={"version": row.number, "stage": current.value,
+                    "production": replaced.number if replaced else None},
+            after={"version": row.number, "stage": target.value,
+                   "archived": replaced.number if replaced else None},
+            reason=reason), actor=ctx.actor, at=at)
+        if replaced is not None:
+            _close(conn, replaced.id, at_text, ctx.actor, "replaced")
+            conn.execute(insert(S).values(
+                model_id=row.model_id, version_id=replaced.version_id,
+                stage=Stage.ARCHIVED.value, valid_from=at_text, set_by=ctx.actor,
+                reason=f"replaced by {row.model_name}:{row.number}", audit_seq=event.seq))
+        _close(conn, _open_interval(conn, row.id).id, at_text, ctx.actor, "promotion")
+        _open(conn, row, target, at_text, ctx, reason, event.seq)
+    return Transition(project=row.project_name, model=row.model_name, version=row.number,
+                      from_stage=current.value, to_stage=target.value, actor=ctx.actor, at=at,
+                      audit_seq=event.seq, reason=reason,
+                      replaced=replaced.number if replaced else None)
+
+
+def _rollback_candidates(conn: Connection, model_id: int, current_version: int | None) -> list[Any]:
+    """Versions that held production before, newest first, excluding those rolled back."""
+    ended = conn.execute(
+        select(S.c.version_id, S.c.valid_to, S.c.end_reason, V.c.number)
+        .select_from(S.join(V, S.c.version_id == V.c.id))
+        .where(S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value,
+               S.c.valid_to.is_not(None))
+        .order_by(S.c.valid_to.desc(), S.c.id.desc())
+    ).all()
+    seen: set[int] = set()
+    out = []
+    for r in ended:
+        if r.version_id in seen:
+            continue
+        seen.add(r.version_id)
+        if r.version_id != current_version and r.end_reason != "rollback":
+            out.append(r)
+    return out
+
+
+def rollback(ctx: Context, model: str, reason: str | None, to: int | None = None) -> Transition:
+    reason = _require_reason(reason, "a rollback")
+    project, name = resolve_model(ctx, model)
+    at = ctx.now()
+    at_text = to_text(at)
+    with ctx.store.write() as conn:
+        mrow = model_row(conn, project, name)
+        current = _current_production(conn, mrow.id)
+        candidates = _rollback_candidates(conn, mrow.id, current.version_id if current else None)
+        if to is not None:
+            chosen = next((c for c in candidates if c.number == to), None)
+            if chosen is None:
+                was = conn.execute(select(S.c.id).select_from(S.join(V, S.c.version_id == V.c.id))
+                                   .where(S.c.model_id == mrow.id, V.c.number == to,
+                                          S.c.stage == Stage.PRODUCTION.value)).first()
+                why = ("is in production now" if current and current.number == to else
+                       "was rolled back before" if was else "was never in production")
+                raise Conflict(f"cannot roll {project}/{name} back to version {to}: it {why}",
+                               model=name, version=to)
+        else:
+            if not candidates:
+                raise Conflict(f"{project}/{name} has no previous production version to roll "
+                               "back to", model=name)
+            chosen = candidates[0]
+        row = conn.execute(select(V.c.id, V.c.model_id, V.c.number).where(
+            V.c.id == chosen.version_id)).one()
+        open_row = _open_interval(conn, row.id)
+        if open_row.stage == Stage.RETIRED.value:
+            raise Conflict(f"{name}:{row.number} is retired and cannot return to production",
+                           model=name, version=row.number)
+        event = append(conn, EventDraft(
+            "stage.rollback", f"{project}/{name}", project=project, model=name,
+            before={"production": current.number if current else None},
+            after={"production": row.number,
+                   "archived": current.number if current else None,
+                   "restored_from": open_row.stage},
+            reason=reason), actor=ctx.actor, at=at)
+        if current is not None:
+            _close(conn, current.id, at_text, ctx.actor, "rollback")
+            conn.execute(insert(S).values(
+                model_id=mrow.id, version_id=current.version_id, stage=Stage.ARCHIVED.value,
+                valid_from=at_text, set_by=ctx.actor, reason=f"rolled back: {reason}",
+                audit_seq=event.seq))
+        _close(conn, open_row.id, at_text, ctx.actor, "rollback-restore")
+        _open(conn, row, Stage.PRODUCTION, at_text, ctx, reason, event.seq)
+    return Transition(project=project, model=name, version=row.number,
+                      from_stage=open_row.stage, to_stage=Stage.PRODUCTION.value,
+                      actor=ctx.actor, at=at, audit_seq=event.seq, reason=reason,
+                      replaced=current.number if current else None)
+
+
+def stage_history(ctx: Context, model: str) -> list[StageInterval]:
+    project, name = resolve_model(ctx, model)
+    with ctx.store.read() as conn:
+        mrow = model_row(conn, project, name)
+        rows = conn.execute(
+            select(S, V.c.number).select_from(S.join(V, S.c.version_id == V.c.id))
+            .where(S.c.model_id == mrow.id).order_by(S.c.valid_from, S.c.id)
+        ).all()
+    return [StageInterval(project=project, model=name, version=r.number, stage=r.stage,
+                          valid_from=from_text(r.valid_from),
+                          valid_to=from_text(r.valid_to) if r.valid_to else None,
+                          set_by=r.set_by, reason=r.reason, ended_by=r.ended_by,
+                          end_reason=r.end_reason) for r in rows]
+
+
+def approvals(ctx: Context, ref: str) -> list[Approval]:
+    parsed = ctx.ref(ref)
+    with ctx.store.read() as conn:
+        row = version_row(conn, ctx, parsed)
+        rows = conn.execute(select(AP).where(AP.c.version_id == row.id).order_by(AP.c.id)).all()
+    return [Approval(project=row.project_name, model=row.model_name, version=row.number,
+                     approver=r.approver, created_at=from_text(r.created_at), comment=r.comment)
+            for r in rows]
+

@@ -1,0 +1,233 @@
+"""The metadata schema, written once for SQLite and PostgreSQL alike.
+
+Times are fixed-width UTC text (see timeutil), JSON documents are canonical JSON text, so
+both dialects store and compare them the same way. Mutable state (stages, aliases) lives in
+interval tables: a row is never updated except to close its interval.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+TS = String(27)
+DIGEST = String(71)
+
+meta = Table(
+    "mv_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+projects = Table(
+    "mv_projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+models = Table(
+    "mv_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("mv_projects.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    # Bumped with UPDATE ... RETURNING inside the registering transaction: the row lock it
+    # takes makes numbers gap-free under concurrent writers on every backend.
+    Column("latest_number", Integer, nullable=False, server_default=text("0")),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_models_project_name"),
+)
+
+versions = Table(
+    "mv_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("mv_models.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("label", String(128)),
+    Column("kind", String(16), nullable=False),
+    Column("digest", DIGEST, nullable=False),
+    Column("artifact_digest", DIGEST, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    # The immutable record (params, metrics, tags, datasets, code, environment ...) as
+    # canonical JSON; its digest is the version's digest.
+    Column("record", Text, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("model_id", "number", name="uq_versions_model_number"),
+    UniqueConstraint("model_id", "label", name="uq_versions_model_label"),
+)
+Index("ix_versions_digest", versions.c.digest)
+Index("ix_versions_artifact", versions.c.artifact_digest)
+
+# Search indexes derived from the record, written in the same transaction.
+version_params = Table(
+    "mv_version_params",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value_text", Text),
+    Column("value_num", Float),
+)
+Index("ix_params_key_num", version_params.c.key, version_params.c.value_num)
+Index("ix_params_key_text", version_params.c.key, version_params.c.value_text)
+
+version_metrics = Table(
+    "mv_version_metrics",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float, nullable=False),
+)
+Index("ix_metrics_key_value", version_metrics.c.key, version_metrics.c.value)
+
+version_tags = Table(
+    "mv_version_tags",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+Index("ix_tags_key_value", version_tags.c.key, version_tags.c.value)
+
+version_parents = Table(
+    "mv_version_parents",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("parent_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("relation", String(16), primary_key=True),
+)
+Index("ix_parents_parent", version_parents.c.parent_id)
+
+# Every blob a version needs (files, manifest, environment, code diff): the roots for
+# integrity checks and, later, garbage collection.
+version_blobs = Table(
+    "mv_version_blobs",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("digest", DIGEST, primary_key=True),
+    Column("role", String(16), nullable=False),
+)
+Index("ix_version_blobs_digest", version_blobs.c.digest)
+
+stage_intervals = Table(
+    "mv_stage_intervals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("mv_models.id"), nullable=False),
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("valid_from", TS, nullable=False),
+    Column("valid_to", TS),
+    Column("set_by", String(256), nullable=False),
+    Column("reason", Text),
+    Column("ended_by", String(256)),
+    Column("end_reason", String(16)),
+    Column("audit_seq", Integer, nullable=False),
+)
+Index("ix_stage_version", stage_intervals.c.version_id, stage_intervals.c.valid_to)
+Index("ix_stage_model_stage", stage_intervals.c.model_id, stage_intervals.c.stage)
+# The database itself refuses a second open production interval per model, and a second
+# open interval per version.
+Index(
+    "uq_stage_one_production",
+    stage_intervals.c.model_id,
+    unique=True,
+    sqlite_where=text("stage = 'production' AND valid_to IS NULL"),
+    postgresql_where=text("stage = 'production' AND valid_to IS NULL"),
+)
+Index(
+    "uq_stage_one_open_per_version",
+    stage_intervals.c.version_id,
+    unique=True,
+    sqlite_where=text("valid_to IS NULL"),
+    postgresql_where=text("valid_to IS NULL"),
+)
+
+alias_intervals = Table(
+    "mv_alias_intervals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("mv_models.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), nullable=False),
+    Column("valid_from", TS, nullable=False),
+    Column("valid_to", TS),
+    Column("set_by", String(256), nullable=False),
+    Column("removed_by", String(256)),
+    Column("audit_seq", Integer, nullable=False),
+)
+Index("ix_alias_model_name", alias_intervals.c.model_id, alias_intervals.c.name)
+Index("ix_alias_version", alias_intervals.c.version_id)
+Index(
+    "uq_alias_open",
+    alias_intervals.c.model_id,
+    alias_intervals.c.name,
+    unique=True,
+    sqlite_where=text("valid_to IS NULL"),
+    postgresql_where=text("valid_to IS NULL"),
+)
+
+approvals = Table(
+    "mv_approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), nullable=False),
+    Column("approver", String(256), nullable=False),
+    Column("comment", Text),
+    Column("created_at", TS, nullable=False),
+    Column("audit_seq", Integer, nullable=False),
+    UniqueConstraint("version_id", "approver", name="uq_approvals_version_approver"),
+)
+
+audit_events = Table(
+    "mv_audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("ts", TS, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("project", String(64)),
+    Column("model", String(64)),
+    Column("subject", String(300), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("reason", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_model", audit_events.c.project, audit_events.c.model, audit_events.c.seq)
+Index("ix_audit_actor", audit_events.c.actor, audit_events.c.seq)
+Index("ix_audit_action", audit_events.c.action, audit_events.c.seq)
+Index("ix_audit_ts", audit_events.c.ts)
+
+# One row: the head of the chain. Writers lock it first, which orders every transaction that
+# appends an event; a truncated log disagrees with it.
+audit_head = Table(
+    "mv_audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

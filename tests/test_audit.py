@@ -1,0 +1,126 @@
+"""The audit chain: one event per state change, and tampering detected by `verify`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modelvault import Registry
+
+from .conftest import write_model
+
+
+@pytest.fixture
+def busy(reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path) -> Registry:
+    bob = as_user("bob")
+    for i in range(1, 4):
+        reg.register("fraud", write_model(tmp_path, f"v{i}", b"w%d" % i),
+                     capture_environment=False)
+    reg.promote("fraud:1", "staging")
+    bob.approve("fraud:1", comment="ok")
+    reg.promote("fraud:1", "production", reason="launch")
+    reg.set_alias("fraud", "champion", "1")
+    reg.promote("fraud:2", "staging")
+    bob.approve("fraud:2")
+    reg.promote("fraud:2", "production", reason="better")
+    reg.rollback("fraud", reason="regressed")
+    return reg
+
+
+def test_every_state_change_has_one_event(busy: Registry) -> None:
+    actions = [e.action for e in busy.audit()]
+    assert actions == [
+        "project.create", "model.create", "version.register", "version.register",
+        "version.register", "stage.promote", "version.approve", "stage.promote", "alias.set",
+        "stage.promote", "version.approve", "stage.promote", "stage.rollback",
+    ]
+    events = busy.audit()
+    assert [e.seq for e in events] == list(range(1, 14))
+    assert all(events[i].prev_hash == events[i - 1].hash for i in range(1, len(events)))
+    approve = busy.audit(actor="bob")
+    assert [e.subject for e in approve] == ["default/fraud:1", "default/fraud:2"]
+    assert busy.audit(action="stage.*", limit=2)[1].action == "stage.promote"
+    result = busy.verify_audit()
+    assert result.ok and result.events == 13 and result.first_bad_seq is None
+
+
+def test_failed_changes_write_no_event(busy: Registry) -> None:
+    before = len(busy.audit())
+    with pytest.raises(Exception, match="cannot approve"):
+        busy.approve("fraud:3")
+    with pytest.raises(Exception, match="allowed"):
+        busy.promote("fraud:3", "production", reason="x")
+    assert len(busy.audit()) == before
+
+
+def _db(reg: Registry) -> sqlite3.Connection:
+    return sqlite3.connect(reg.settings.db.removeprefix("sqlite:///"))
+
+
+def _expect_broken(reg: Registry, seq: int) -> None:
+    result = reg.verify_audit()
+    assert not result.ok
+    assert result.first_bad_seq == seq, result.problem
+
+
+def test_edited_event_is_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        db.execute("UPDATE mv_audit_events SET actor = 'mallory' WHERE seq = 7")
+    _expect_broken(busy, 7)
+
+
+def test_edited_payload_is_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        db.execute("UPDATE mv_audit_events SET reason = 'routine' WHERE seq = 13")
+    _expect_broken(busy, 13)
+
+
+def test_deleted_event_is_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        db.execute("DELETE FROM mv_audit_events WHERE seq = 5")
+    _expect_broken(busy, 5)
+
+
+def test_inserted_event_is_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        # make room after event 6, shifting the rest, and slip in a forged approval
+        db.execute("UPDATE mv_audit_events SET seq = -seq WHERE seq > 6")
+        db.execute("UPDATE mv_audit_events SET seq = -seq + 1 WHERE seq < 0")
+        prev = db.execute("SELECT hash FROM mv_audit_events WHERE seq = 6").fetchone()[0]
+        db.execute(
+            "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "
+            "before, after, reason, prev_hash, hash) VALUES (7, '2026-03-01T09:00:00.000100Z',"
+            " 'carol', 'version.approve', 'default', 'fraud', 'default/fraud:1', NULL, NULL, "
+            "NULL, ?, ?)",
+            (prev, "f" * 64),
+        )
+    _expect_broken(busy, 7)
+
+
+def test_swapped_events_are_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        db.execute("UPDATE mv_audit_events SET seq = -1 WHERE seq = 8")
+        db.execute("UPDATE mv_audit_events SET seq = 8 WHERE seq = 9")
+        db.execute("UPDATE mv_audit_events SET seq = 9 WHERE seq = -1")
+    _expect_broken(busy, 8)
+
+
+def test_truncated_tail_is_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        db.execute("DELETE FROM mv_audit_events WHERE seq >= 12")
+    _expect_broken(busy, 12)
+
+
+def test_appended_forgery_with_wrong_link_is_detected(busy: Registry) -> None:
+    with _db(busy) as db:
+        db.execute(
+            "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "
+            "before, after, reason, prev_hash, hash) VALUES (14, '2026-03-02T00:00:00.000000Z',"
+            " 'mallory', 'stage.promote', 'default', 'fraud', 'default/fraud:3', NULL, NULL, "
+            "NULL, ?, ?)",
+            ("0" * 64, "e" * 64),
+        )
+    _expect_broken(busy, 14)
