@@ -17,8 +17,7 @@ from .conftest import write_model
 def busy(reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path) -> Registry:
     bob = as_user("bob")
     for i in range(1, 4):
-        reg.register("fraud", write_model(tmp_path, f"v{i}", b"w%d" % i),
-                     capture_environment=False)
+        reg.register("fraud", write_model(tmp_path, f"v{i}", b"w%d" % i), capture_environment=False)
     reg.promote("fraud:1", "staging")
     bob.approve("fraud:1", comment="ok")
     reg.promote("fraud:1", "production", reason="launch")
@@ -33,9 +32,19 @@ def busy(reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path) -> R
 def test_every_state_change_has_one_event(busy: Registry) -> None:
     actions = [e.action for e in busy.audit()]
     assert actions == [
-        "project.create", "model.create", "version.register", "version.register",
-        "version.register", "stage.promote", "version.approve", "stage.promote", "alias.set",
-        "stage.promote", "version.approve", "stage.promote", "stage.rollback",
+        "project.create",
+        "model.create",
+        "version.register",
+        "version.register",
+        "version.register",
+        "stage.promote",
+        "version.approve",
+        "stage.promote",
+        "alias.set",
+        "stage.promote",
+        "version.approve",
+        "stage.promote",
+        "stage.rollback",
     ]
     events = busy.audit()
     assert [e.seq for e in events] == list(range(1, 14))

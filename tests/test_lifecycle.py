@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from modelvault import AlreadyExists, Conflict, Forbidden, GateFailed, InvalidInput, NotFound
-from modelvault import Registry
+from modelvault import (
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    GateFailed,
+    InvalidInput,
+    NotFound,
+    Registry,
+)
 
 from .conftest import FakeClock, write_model
 
@@ -16,8 +23,9 @@ from .conftest import FakeClock, write_model
 @pytest.fixture
 def three(reg: Registry, tmp_path: Path) -> Registry:
     for i in range(1, 4):
-        reg.register("fraud", write_model(tmp_path, f"v{i}", b"weights %d" % i),
-                     capture_environment=False)
+        reg.register(
+            "fraud", write_model(tmp_path, f"v{i}", b"weights %d" % i), capture_environment=False
+        )
     return reg
 
 

@@ -108,8 +108,7 @@ def test_parents_and_components_are_pinned(reg: Registry, tmp_path: Path) -> Non
     reg.register("ranker", write_model(tmp_path, "r2", b"r2"))
     reg.set_alias("ranker", "champion", "1")
     reg.register("retriever", write_model(tmp_path, "q", b"q"))
-    sys_v = reg.register("search", kind="system",
-                         components=["ranker@champion", "retriever:1"])
+    sys_v = reg.register("search", kind="system", components=["ranker@champion", "retriever:1"])
     assert sys_v.components == ("default/ranker:1", "default/retriever:1")
     child = reg.register("ranker", write_model(tmp_path, "r3", b"r3"), parents=["ranker"])
     assert child.parents == ("default/ranker:2",)
@@ -121,8 +120,10 @@ def test_parents_and_components_are_pinned(reg: Registry, tmp_path: Path) -> Non
 
 def test_config_versions_refuse_floating_aliases(reg: Registry, tmp_path: Path) -> None:
     good = tmp_path / "prompt.json"
-    good.write_text('{"provider": "openai", "model": "gpt-4o-2024-08-06", "temperature": 0.2,'
-                    ' "prompt": "Classify: {x}"}')
+    good.write_text(
+        '{"provider": "openai", "model": "gpt-4o-2024-08-06", "temperature": 0.2,'
+        ' "prompt": "Classify: {x}"}'
+    )
     v = reg.register("classifier-prompt", good, kind="config")
     assert v.config is not None
     assert v.config["temperature"] == 0.2
@@ -149,12 +150,18 @@ def test_inference_config_reference_must_be_a_config(reg: Registry, tmp_path: Pa
 def test_code_is_captured_inside_a_git_work_tree(reg: Registry, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], check=True, env=env,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], check=True, env=env, capture_output=True, text=True
+        ).stdout.strip()
 
     git("init", "-q", "-b", "main")
     (repo / "train.py").write_text("print('v1')\n")
@@ -179,18 +186,24 @@ def test_datasets_are_recorded_pinned(reg: Registry, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.csv").write_text("a,b\n1,2\n")
-    v = reg.register("m", write_model(tmp_path, "m", b"m"), datasets=[
-        f"train={data}", "s3://bucket/claims.parquet?versionId=abc123",
-        "sha256:" + "a" * 64])
+    v = reg.register(
+        "m",
+        write_model(tmp_path, "m", b"m"),
+        datasets=[
+            f"train={data}",
+            "s3://bucket/claims.parquet?versionId=abc123",
+            "sha256:" + "a" * 64,
+        ],
+    )
     systems = [(d.name, d.system) for d in v.datasets]
     assert systems == [("train", "modelvault"), (None, "s3"), (None, "modelvault")]
     assert v.datasets[0].digest and v.datasets[0].digest.startswith("sha256:")
     with pytest.raises(InvalidInput, match="versionId"):
-        reg.register("m", write_model(tmp_path, "n", b"n"),
-                     datasets=["s3://bucket/claims.parquet"])
+        reg.register("m", write_model(tmp_path, "n", b"n"), datasets=["s3://bucket/claims.parquet"])
 
 
 def _nothing_written(reg: Registry) -> None:
+    reg.init()  # bad input may be refused before the store even exists
     assert _rows(reg, "mv_versions") == 0
     assert _rows(reg, "mv_audit_events") == 0
 
@@ -265,8 +278,11 @@ def test_version_count_matches_numbers(reg: Registry, tmp_path: Path) -> None:
         reg.register("m", write_model(tmp_path, f"v{i}", bytes([i])), capture_environment=False)
     engine = create_engine(reg.settings.db)
     with engine.connect() as conn:
-        numbers = conn.execute(select(schema.versions.c.number).order_by(
-            schema.versions.c.number)).scalars().all()
+        numbers = (
+            conn.execute(select(schema.versions.c.number).order_by(schema.versions.c.number))
+            .scalars()
+            .all()
+        )
         count = conn.execute(select(func.count()).select_from(schema.versions)).scalar_one()
     engine.dispose()
     assert numbers == [1, 2, 3, 4, 5]

@@ -80,7 +80,39 @@ _EXPORTS = {
     "VersionDiff": "domain",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AliasInterval",
+    "AlreadyExists",
+    "Approval",
+    "AuditChainBroken",
+    "AuditEvent",
+    "AuditVerification",
+    "Change",
+    "CodeRef",
+    "Conflict",
+    "DatasetRef",
+    "EnvironmentInfo",
+    "FileEntry",
+    "Forbidden",
+    "GateFailed",
+    "IntegrityError",
+    "InvalidInput",
+    "Manifest",
+    "Model",
+    "ModelVaultError",
+    "NotFound",
+    "PullResult",
+    "QuerySyntaxError",
+    "Registry",
+    "Settings",
+    "Stage",
+    "StageInterval",
+    "StoreError",
+    "Transition",
+    "Version",
+    "VersionDiff",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, select
 
 from .canonical import canonical_json
 from .domain import AuditEvent, AuditVerification, frozen_map
 from .errors import StoreError
 from .store import schema
+from .store import statements as sql
 from .store.engine import GENESIS_HASH
 from .timeutil import from_text, to_text
 
@@ -75,15 +76,13 @@ def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
 
 def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> AuditEvent:
     """Append one event in the caller's transaction and move the head."""
-    head = conn.execute(
-        select(schema.audit_head.c.seq, schema.audit_head.c.hash)
-        .where(schema.audit_head.c.id == 1)
-        .with_for_update()
-    ).one()
+    head = conn.execute(sql.LOCK_HEAD).one()
     seq = head.seq + 1
     ts = to_text(at)
-    before = None if draft.before is None else json.loads(_json_or_none(draft.before) or "null")
-    after = None if draft.after is None else json.loads(_json_or_none(draft.after) or "null")
+    # hash exactly what verify will read back: the stored JSON text, parsed
+    before_text, after_text = _json_or_none(draft.before), _json_or_none(draft.after)
+    before = None if before_text is None else json.loads(before_text)
+    after = None if after_text is None else json.loads(after_text)
     digest = event_hash(
         seq=seq,
         ts=ts,
@@ -98,26 +97,23 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
         prev_hash=head.hash,
     )
     conn.execute(
-        _A.insert().values(
-            seq=seq,
-            ts=ts,
-            actor=actor,
-            action=draft.action,
-            project=draft.project,
-            model=draft.model,
-            subject=draft.subject,
-            before=_json_or_none(draft.before),
-            after=_json_or_none(draft.after),
-            reason=draft.reason,
-            prev_hash=head.hash,
-            hash=digest,
-        )
+        sql.INSERT_EVENT,
+        {
+            "seq": seq,
+            "ts": ts,
+            "actor": actor,
+            "action": draft.action,
+            "project": draft.project,
+            "model": draft.model,
+            "subject": draft.subject,
+            "before": before_text,
+            "after": after_text,
+            "reason": draft.reason,
+            "prev_hash": head.hash,
+            "hash": digest,
+        },
     )
-    moved = conn.execute(
-        update(schema.audit_head)
-        .where(and_(schema.audit_head.c.id == 1, schema.audit_head.c.seq == head.seq))
-        .values(seq=seq, hash=digest)
-    )
+    moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": digest})
     if moved.rowcount != 1:
         raise StoreError("the audit head moved under this transaction; try again")
     return AuditEvent(

@@ -21,9 +21,7 @@ _FLOATING_SUFFIXES = ("-latest", ":latest", "@latest", "/latest")
 
 def _is_model_key(key: str) -> bool:
     k = key.lower()
-    return k in {"model", "models", "model_id", "model_name"} or k.endswith(
-        ("_model", "_model_id")
-    )
+    return k in {"model", "models", "model_id", "model_name"} or k.endswith(("_model", "_model_id"))
 
 
 def floating_identifiers(config: Any, path: str = "") -> list[str]:
@@ -36,7 +34,8 @@ def floating_identifiers(config: Any, path: str = "") -> list[str]:
                 values = value if isinstance(value, list) else [value]
                 for v in values:
                     if isinstance(v, str) and (
-                        v.strip().lower() == "latest" or v.strip().lower().endswith(_FLOATING_SUFFIXES)
+                        v.strip().lower() == "latest"
+                        or v.strip().lower().endswith(_FLOATING_SUFFIXES)
                     ):
                         found.append(f"{here}={v}")
             found.extend(floating_identifiers(value, here))
@@ -64,8 +63,9 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         size = path.stat().st_size
     except OSError:
-        raise InvalidInput(f"config file {path} does not exist or cannot be read",
-                           field="path") from None
+        raise InvalidInput(
+            f"config file {path} does not exist or cannot be read", field="path"
+        ) from None
     if size > LIMITS["config_bytes"]:
         raise InvalidInput(f"config file {path} is larger than 1 MiB", field="path")
     try:

@@ -36,8 +36,9 @@ def snapshot_path(path: Path, blobs: BlobStore) -> str:
             while chunk := fh.read(1 << 20):
                 sha.update(chunk)
         entries.append(
-            FileEntry(path=item.path, size=item.size, digest="sha256:" + sha.hexdigest(),
-                      mode=item.mode)
+            FileEntry(
+                path=item.path, size=item.size, digest="sha256:" + sha.hexdigest(), mode=item.mode
+            )
         )
     return blobs.put_bytes(manifest_bytes(entries)).digest
 
@@ -86,6 +87,10 @@ def parse_dataset(text: str, blobs: BlobStore) -> DatasetRef:
         found = _DVC_MD5.search(body)
         if not found:
             raise _refuse(text, "the DVC file holds no md5")
-        return DatasetRef(name=name or dvc_file.stem, system="dvc", uri=str(dvc_file),
-                          digest="md5:" + found.group(1))
+        return DatasetRef(
+            name=name or dvc_file.stem,
+            system="dvc",
+            uri=str(dvc_file),
+            digest="md5:" + found.group(1),
+        )
     raise _refuse(text, f"unsupported scheme {scheme!r} (s3, lakefs, delta, hf, dvc)")

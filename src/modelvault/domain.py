@@ -266,6 +266,15 @@ class VersionDiff:
     @property
     def identical(self) -> bool:
         return not any(
-            (self.params, self.metrics, self.tags, self.datasets, self.code, self.packages,
-             self.files, self.config, self.other)
+            (
+                self.params,
+                self.metrics,
+                self.tags,
+                self.datasets,
+                self.code,
+                self.packages,
+                self.files,
+                self.config,
+                self.other,
+            )
         )

@@ -76,8 +76,12 @@ class Registry:
         """Create the store if needed; returns where things live."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self._ctx.store.ensure_schema()
-        return {"home": str(self.settings.home), "db": self.settings.db,
-                "blobs": self.settings.blobs, "policy": str(self.settings.policy)}
+        return {
+            "home": str(self.settings.home),
+            "db": self.settings.db,
+            "blobs": self.settings.blobs,
+            "policy": str(self.settings.policy),
+        }
 
     def close(self) -> None:
         self._ctx.store.dispose()
@@ -162,8 +166,14 @@ class Registry:
 
         return list_versions(self._ctx, model, project)
 
-    def search(self, query: str, *, project: str | None = None, all_projects: bool = False,
-               limit: int | None = 1000) -> list[Version]:
+    def search(
+        self,
+        query: str,
+        *,
+        project: str | None = None,
+        all_projects: bool = False,
+        limit: int | None = 1000,
+    ) -> list[Version]:
         from .service.searching import search
 
         return search(self._ctx, query, project=project, all_projects=all_projects, limit=limit)
@@ -173,14 +183,26 @@ class Registry:
 
         return read_manifest(self._ctx, self.get(ref).artifact_digest)
 
-    def pull(self, ref: str, dest: str | Path, *, overwrite: bool = False,
-             progress: ProgressFactory | None = None) -> PullResult:
+    def pull(
+        self,
+        ref: str,
+        dest: str | Path,
+        *,
+        overwrite: bool = False,
+        progress: ProgressFactory | None = None,
+    ) -> PullResult:
         """Write the version's files under *dest*, verifying every digest."""
         from .service.artifacts import pull
 
         version = self.get(ref)
-        return pull(self._ctx, version.artifact_digest, str(version), Path(dest),
-                    overwrite=overwrite, progress=progress)
+        return pull(
+            self._ctx,
+            version.artifact_digest,
+            str(version),
+            Path(dest),
+            overwrite=overwrite,
+            progress=progress,
+        )
 
     def diff(self, a: str, b: str) -> VersionDiff:
         from .service.diffing import diff
@@ -213,8 +235,9 @@ class Registry:
 
         return stage_history(self._ctx, model)
 
-    def set_alias(self, model: str, alias: str, ref: str, *, expect: Expect = None
-                  ) -> AliasInterval:
+    def set_alias(
+        self, model: str, alias: str, ref: str, *, expect: Expect = None
+    ) -> AliasInterval:
         """Point *alias* at *ref*; with *expect*, only if it currently points at that version
         (``"none"``: only if unset)."""
         from .service.aliases import set_alias
@@ -232,16 +255,33 @@ class Registry:
         return alias_history(self._ctx, model, alias)
 
     # -- audit ------------------------------------------------------------------------------
-    def audit(self, *, model: str | None = None, project: str | None = None,
-              actor: str | None = None, action: str | None = None,
-              since: datetime | str | None = None, until: datetime | str | None = None,
-              after_seq: int = 0, limit: int | None = 1000,
-              newest_first: bool = False) -> list[AuditEvent]:
+    def audit(
+        self,
+        *,
+        model: str | None = None,
+        project: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        after_seq: int = 0,
+        limit: int | None = 1000,
+        newest_first: bool = False,
+    ) -> list[AuditEvent]:
         from .service.auditing import list_events
 
-        return list_events(self._ctx, model=model, project=project, actor=actor,
-                           action=action, since=self._time(since), until=self._time(until),
-                           after_seq=after_seq, limit=limit, newest_first=newest_first)
+        return list_events(
+            self._ctx,
+            model=model,
+            project=project,
+            actor=actor,
+            action=action,
+            since=self._time(since),
+            until=self._time(until),
+            after_seq=after_seq,
+            limit=limit,
+            newest_first=newest_first,
+        )
 
     def verify_audit(self) -> AuditVerification:
         """Recompute the audit chain; the result names the first bad sequence number."""

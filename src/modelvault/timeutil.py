@@ -30,7 +30,7 @@ def to_text(moment: datetime) -> str:
 
 
 def from_text(text: str) -> datetime:
-    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)
 
 
 def parse_time(text: str, *, now: datetime | None = None, field: str = "time") -> datetime:

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..canonical import DIGEST_PREFIX, check_digest, hex_of, sha256_digest
+from ..canonical import DIGEST_PREFIX, hex_of, sha256_digest
 from ..errors import IntegrityError, NotFound, StoreError
-from .base import PutResult
+from .base import PutResult, checked_digest
 from .copying import (
     FdSink,
     SinkError,
@@ -44,7 +44,7 @@ class LocalBlobStore:
 
     def path_of(self, digest: str) -> Path:
         """Where the blob *digest* lives (whether or not it exists)."""
-        hexdigest = hex_of(check_digest(digest))
+        hexdigest = hex_of(checked_digest(digest))
         return self._blobs / hexdigest[:2] / hexdigest
 
     def exists(self, digest: str) -> bool:
@@ -126,6 +126,8 @@ class LocalBlobStore:
             raise _missing(digest) from None
         with source:
             size = os.fstat(source.fileno()).st_size
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(source.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             return materialize(source, digest, Path(dest), expected_size=size, progress=progress)
 
     def verify(self, digest: str) -> bool:

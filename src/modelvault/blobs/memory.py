@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..canonical import check_digest, sha256_digest
+from ..canonical import sha256_digest
 from ..errors import IntegrityError, NotFound
-from .base import PutResult
+from .base import PutResult, checked_digest
 from .copying import BufferSink, ingest_file, materialize
 
 
@@ -28,7 +28,7 @@ class MemoryBlobStore:
         return f"MemoryBlobStore({len(self._blobs)} blobs)"
 
     def exists(self, digest: str) -> bool:
-        return check_digest(digest) in self._blobs
+        return checked_digest(digest) in self._blobs
 
     def size(self, digest: str) -> int:
         return len(self._get(digest))
@@ -65,7 +65,7 @@ class MemoryBlobStore:
 
     def _get(self, digest: str) -> bytes:
         try:
-            return self._blobs[check_digest(digest)]
+            return self._blobs[checked_digest(digest)]
         except KeyError:
             raise NotFound(f"blob {digest} not found", digest=digest) from None
 

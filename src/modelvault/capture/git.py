@@ -34,8 +34,19 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
         return None
 
 
+def inside_work_tree(cwd: Path) -> bool:
+    """Cheap test before spawning git: is there a .git entry here or in a parent?"""
+    try:
+        here = cwd.resolve()
+    except OSError:
+        return False
+    return any((d / ".git").exists() for d in (here, *here.parents))
+
+
 def capture_git(cwd: Path) -> GitState | None:
     """The state of the git work tree containing *cwd*, or None outside one."""
+    if not inside_work_tree(cwd):
+        return None
     status = _git(cwd, "status", "--porcelain=v2", "--branch", "--untracked-files=normal")
     if status is None or status.returncode != 0:
         return None

@@ -22,8 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-alias_app = typer.Typer(help="Named pointers to versions, moved with compare-and-set.",
-                        no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Named pointers to versions, moved with compare-and-set.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="The append-only, hash-chained audit log.")
 app.add_typer(alias_app, name="alias")
 app.add_typer(audit_app, name="audit")
@@ -57,16 +58,29 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    actor: Annotated[str | None, typer.Option(
-        "--actor", envvar="MODELVAULT_ACTOR", help="Who is acting (default: the OS user).")] = None,
-    project: Annotated[str | None, typer.Option(
-        "--project", "-p", envvar="MODELVAULT_PROJECT", help="Project (default: default).")
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor", envvar="MODELVAULT_ACTOR", help="Who is acting (default: the OS user)."
+        ),
     ] = None,
-    home: Annotated[Path | None, typer.Option(
-        "--home", envvar="MODELVAULT_HOME", help="Store directory (default ~/.modelvault).")
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project", "-p", envvar="MODELVAULT_PROJECT", help="Project (default: default)."
+        ),
     ] = None,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home", envvar="MODELVAULT_HOME", help="Store directory (default ~/.modelvault)."
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     state.actor, state.project, state.home = actor, project, home
@@ -84,8 +98,9 @@ def _pairs(values: list[str] | None, what: str, numeric: bool = False) -> dict[s
             try:
                 out[key] = float(raw)
             except ValueError:
-                raise InvalidInput(f"--{what} {key}={raw!r}: the value must be a number",
-                                   field=what) from None
+                raise InvalidInput(
+                    f"--{what} {key}={raw!r}: the value must be a number", field=what
+                ) from None
         else:
             out[key] = raw
     return out
@@ -104,40 +119,59 @@ def init(json_: Json = False) -> None:
 @app.command()
 def register(
     model: Annotated[str, typer.Argument(help="Model name, or PROJECT/MODEL.")],
-    path: Annotated[Path | None, typer.Argument(
-        help="File or directory to register (a config file for --kind config).")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="File or directory to register (a config file for --kind config)."),
+    ] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="KEY=VALUE")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="KEY=NUMBER")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE")] = None,
-    dataset: Annotated[list[str] | None, typer.Option(
-        "--dataset", help="[NAME=]DIGEST, PATH or pinned URI")] = None,
-    parent: Annotated[list[str] | None, typer.Option("--parent", help="REF it derives from")
-                      ] = None,
-    component: Annotated[list[str] | None, typer.Option(
-        "--component", help="REF a system version pins")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="[NAME=]DIGEST, PATH or pinned URI")
+    ] = None,
+    parent: Annotated[
+        list[str] | None, typer.Option("--parent", help="REF it derives from")
+    ] = None,
+    component: Annotated[
+        list[str] | None, typer.Option("--component", help="REF a system version pins")
+    ] = None,
     label: Annotated[str | None, typer.Option("--label", help="Semantic version label")] = None,
     kind: Annotated[str, typer.Option("--kind", help="model, config or system")] = "model",
     description: Annotated[str | None, typer.Option("--description")] = None,
     flavor: Annotated[str | None, typer.Option("--flavor", help="sklearn, onnx, python")] = None,
     feature_pipeline: Annotated[str | None, typer.Option("--feature-pipeline")] = None,
-    inference_config: Annotated[str | None, typer.Option(
-        "--inference-config", help="REF of a config version")] = None,
+    inference_config: Annotated[
+        str | None, typer.Option("--inference-config", help="REF of a config version")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed used")] = None,
-    no_capture: Annotated[bool, typer.Option(
-        "--no-capture", help="Do not capture git state and environment.")] = False,
+    no_capture: Annotated[
+        bool, typer.Option("--no-capture", help="Do not capture git state and environment.")
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Register a new immutable version from PATH (its bytes are copied into the store)."""
     project, _, name = model.rpartition("/")
     with output.progress_bars(not json_, "storing") as progress:
         version = registry().register(
-            name, path, kind=kind, params=_pairs(param, "param"),
-            metrics=_pairs(metric, "metric", numeric=True), tags=_pairs(tag, "tag"),
-            datasets=dataset or [], parents=parent or [], components=component or [],
-            label=label, description=description, flavor=flavor,
-            feature_pipeline=feature_pipeline, inference_config=inference_config, seed=seed,
-            capture_code=not no_capture, capture_environment=not no_capture,
-            project=project or None, progress=progress,
+            name,
+            path,
+            kind=kind,
+            params=_pairs(param, "param"),
+            metrics=_pairs(metric, "metric", numeric=True),
+            tags=_pairs(tag, "tag"),
+            datasets=dataset or [],
+            parents=parent or [],
+            components=component or [],
+            label=label,
+            description=description,
+            flavor=flavor,
+            feature_pipeline=feature_pipeline,
+            inference_config=inference_config,
+            seed=seed,
+            capture_code=not no_capture,
+            capture_environment=not no_capture,
+            project=project or None,
+            progress=progress,
         )
     if json_:
         output.emit_json(version)
@@ -169,8 +203,7 @@ def versions(model: str, json_: Json = False) -> None:
 @app.command()
 def show(
     ref: Annotated[str, typer.Argument(help="MODEL:N, MODEL@ALIAS, MODEL@production ...")],
-    at: Annotated[str | None, typer.Option("--at", help="As of this time (ISO 8601 or 2d)")
-                  ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="As of this time (ISO 8601 or 2d)")] = None,
     json_: Json = False,
 ) -> None:
     """Show one version: its record, stage, approvals."""
@@ -211,8 +244,7 @@ def search(
 def promote(
     ref: str,
     to: Annotated[str, typer.Option("--to", help="Target stage")],
-    reason: Annotated[str | None, typer.Option("--reason", help="Required for production")
-                      ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Required for production")] = None,
     json_: Json = False,
 ) -> None:
     """Move a version to another stage (production needs approvals and a reason)."""
@@ -224,8 +256,9 @@ def promote(
 
 
 @app.command()
-def approve(ref: str, comment: Annotated[str | None, typer.Option("--comment")] = None,
-            json_: Json = False) -> None:
+def approve(
+    ref: str, comment: Annotated[str | None, typer.Option("--comment")] = None, json_: Json = False
+) -> None:
     """Approve a version (for production); its creator cannot."""
     done = registry().approve(ref, comment=comment)
     if json_:
@@ -238,8 +271,9 @@ def approve(ref: str, comment: Annotated[str | None, typer.Option("--comment")] 
 def rollback(
     model: str,
     reason: Annotated[str, typer.Option("--reason", help="Why (required)")],
-    to: Annotated[int | None, typer.Option("--to", help="Earlier production version number")
-                  ] = None,
+    to: Annotated[
+        int | None, typer.Option("--to", help="Earlier production version number")
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Make the previous production version production again, in one transaction."""
@@ -261,26 +295,37 @@ def diff(a: str, b: str, json_: Json = False) -> None:
 
 
 @app.command()
-def pull(ref: str, dest: Path,
-         overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
-         json_: Json = False) -> None:
+def pull(
+    ref: str,
+    dest: Path,
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    json_: Json = False,
+) -> None:
     """Write the version's files under DEST, verifying every digest."""
     with output.progress_bars(not json_, "pulling") as progress:
         result = registry().pull(ref, dest, overwrite=overwrite, progress=progress)
     if json_:
         output.emit_json(result)
     else:
-        output.message(f"pulled {len(result.files)} file(s), {result.bytes} bytes, into "
-                       f"{result.dest} (verified)")
+        output.message(
+            f"pulled {len(result.files)} file(s), {result.bytes} bytes, into "
+            f"{result.dest} (verified)"
+        )
 
 
 @alias_app.command("set")
-def alias_set(model: str, alias: str, ref: Annotated[str, typer.Argument(
-        help="Version number or REF")],
-              expect: Annotated[str | None, typer.Option(
-                  "--expect", help="Only if the alias points at this version now ('none': unset)")
-              ] = None,
-              json_: Json = False) -> None:
+def alias_set(
+    model: str,
+    alias: str,
+    ref: Annotated[str, typer.Argument(help="Version number or REF")],
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect", help="Only if the alias points at this version now ('none': unset)"
+        ),
+    ] = None,
+    json_: Json = False,
+) -> None:
     """Point ALIAS of MODEL at a version (compare-and-set with --expect)."""
     done = registry().set_alias(model, alias, ref, expect=_expect(expect))
     if json_:
@@ -290,9 +335,12 @@ def alias_set(model: str, alias: str, ref: Annotated[str, typer.Argument(
 
 
 @alias_app.command("rm")
-def alias_rm(model: str, alias: str,
-             expect: Annotated[str | None, typer.Option("--expect")] = None,
-             json_: Json = False) -> None:
+def alias_rm(
+    model: str,
+    alias: str,
+    expect: Annotated[str | None, typer.Option("--expect")] = None,
+    json_: Json = False,
+) -> None:
     """Remove ALIAS from MODEL (its history is kept)."""
     done = registry().remove_alias(model, alias, expect=_expect(expect))
     if json_:
@@ -302,8 +350,9 @@ def alias_rm(model: str, alias: str,
 
 
 @alias_app.command("history")
-def alias_history(model: str, alias: Annotated[str | None, typer.Argument()] = None,
-                  json_: Json = False) -> None:
+def alias_history(
+    model: str, alias: Annotated[str | None, typer.Argument()] = None, json_: Json = False
+) -> None:
     """Every assignment of the aliases of MODEL, oldest first."""
     found = registry().alias_history(model, alias)
     if json_:
@@ -316,32 +365,34 @@ def _expect(value: str | None) -> int | str | None:
     if value is None or value == "none":
         return value
     if not value.isdigit():
-        raise InvalidInput(f"--expect {value!r}: give a version number or 'none'",
-                           field="expect")
+        raise InvalidInput(f"--expect {value!r}: give a version number or 'none'", field="expect")
     return int(value)
 
 
 @audit_app.callback(invoke_without_command=True)
 def audit_default(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
-        audit_list(model=None, actor=None, action=None, since=None, until=None, limit=100,
-                   json_=False)
+        audit_list(
+            model=None, actor=None, action=None, since=None, until=None, limit=100, json_=False
+        )
 
 
 @audit_app.command("list")
 def audit_list(
     model: Annotated[str | None, typer.Option("--model")] = None,
     actor: Annotated[str | None, typer.Option("--by", help="Only events by this actor")] = None,
-    action: Annotated[str | None, typer.Option("--action", help="e.g. stage.promote, stage.*")
-                      ] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="e.g. stage.promote, stage.*")
+    ] = None,
     since: Annotated[str | None, typer.Option("--since")] = None,
     until: Annotated[str | None, typer.Option("--until")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 100,
     json_: Json = False,
 ) -> None:
     """List audit events, oldest first (filters combine)."""
-    events = registry().audit(model=model, actor=actor, action=action, since=since,
-                              until=until, limit=limit)
+    events = registry().audit(
+        model=model, actor=actor, action=action, since=since, until=until, limit=limit
+    )
     if json_:
         output.emit_json(events)
     else:
@@ -357,7 +408,9 @@ def audit_verify(json_: Json = False) -> None:
     if not result.ok:
         from ..errors import AuditChainBroken
 
-        raise AuditChainBroken(f"audit chain broken at event {result.first_bad_seq}: "
-                               f"{result.problem}", seq=result.first_bad_seq)
+        raise AuditChainBroken(
+            f"audit chain broken at event {result.first_bad_seq}: {result.problem}",
+            seq=result.first_bad_seq,
+        )
     if not json_:
         output.message(f"audit chain verified: {result.events} events, head {result.head_hash}")

@@ -49,7 +49,9 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 @contextmanager
-def progress_bars(enabled: bool, label: str) -> Iterator[Callable[[int], Callable[[int], None] | None]]:
+def progress_bars(
+    enabled: bool, label: str
+) -> Iterator[Callable[[int], Callable[[int], None] | None]]:
     """A progress factory: given a byte total, a callback advancing a bar (only > 50 MB)."""
     started: list[Any] = []
 

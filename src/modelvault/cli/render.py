@@ -26,42 +26,74 @@ def _when(value: object) -> str:
 
 
 def models(found: Sequence[Model]) -> None:
-    table(None, ["model", "latest", "production", "created by", "created"],
-          [(m.name, m.latest_version, m.production_version, m.created_by, _when(m.created_at))
-           for m in found])
+    table(
+        None,
+        ["model", "latest", "production", "created by", "created"],
+        [
+            (m.name, m.latest_version, m.production_version, m.created_by, _when(m.created_at))
+            for m in found
+        ],
+    )
 
 
 def versions(found: Sequence[Version]) -> None:
-    table(None, ["version", "label", "stage", "kind", "size", "created by", "created", "digest"],
-          [(f"{v.model}:{v.number}", v.label, v.stage, v.kind, v.size, v.created_by,
-            _when(v.created_at), v.digest[:19]) for v in found])
+    table(
+        None,
+        ["version", "label", "stage", "kind", "size", "created by", "created", "digest"],
+        [
+            (
+                f"{v.model}:{v.number}",
+                v.label,
+                v.stage,
+                v.kind,
+                v.size,
+                v.created_by,
+                _when(v.created_at),
+                v.digest[:19],
+            )
+            for v in found
+        ],
+    )
 
 
 def version(v: Version, approvals: Sequence[Approval]) -> None:
     code = v.code
     env = v.environment
-    fields([
-        ("version", f"{v.project}/{v.model}:{v.number}"),
-        ("stage", v.stage),
-        ("label", v.label),
-        ("kind", v.kind),
-        ("flavor", v.flavor),
-        ("digest", v.digest),
-        ("artifact", f"{v.artifact_digest} ({v.file_count} files, {v.size} bytes)"),
-        ("created", f"{_when(v.created_at)} by {v.created_by}"),
-        ("description", v.description),
-        ("params", ", ".join(f"{k}={val}" for k, val in v.params.items())),
-        ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.metrics.items())),
-        ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items())),
-        ("datasets", "; ".join(f"{d.name or ''} {d.digest or d.uri}".strip() for d in v.datasets)),
-        ("code", f"{code.commit} on {code.branch}{' (dirty)' if code.dirty else ''}"
-         if code else None),
-        ("environment", f"Python {env.python} on {env.platform}, {env.package_count} packages"
-         if env else None),
-        ("parents", ", ".join(v.parents)),
-        ("components", ", ".join(v.components)),
-        ("approvals", ", ".join(f"{a.approver} ({_when(a.created_at)})" for a in approvals)),
-    ])
+    fields(
+        [
+            ("version", f"{v.project}/{v.model}:{v.number}"),
+            ("stage", v.stage),
+            ("label", v.label),
+            ("kind", v.kind),
+            ("flavor", v.flavor),
+            ("digest", v.digest),
+            ("artifact", f"{v.artifact_digest} ({v.file_count} files, {v.size} bytes)"),
+            ("created", f"{_when(v.created_at)} by {v.created_by}"),
+            ("description", v.description),
+            ("params", ", ".join(f"{k}={val}" for k, val in v.params.items())),
+            ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.metrics.items())),
+            ("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items())),
+            (
+                "datasets",
+                "; ".join(f"{d.name or ''} {d.digest or d.uri}".strip() for d in v.datasets),
+            ),
+            (
+                "code",
+                f"{code.commit} on {code.branch}{' (dirty)' if code.dirty else ''}"
+                if code
+                else None,
+            ),
+            (
+                "environment",
+                f"Python {env.python} on {env.platform}, {env.package_count} packages"
+                if env
+                else None,
+            ),
+            ("parents", ", ".join(v.parents)),
+            ("components", ", ".join(v.components)),
+            ("approvals", ", ".join(f"{a.approver} ({_when(a.created_at)})" for a in approvals)),
+        ]
+    )
 
 
 def transition(t: Transition) -> None:
@@ -70,15 +102,33 @@ def transition(t: Transition) -> None:
 
 
 def stage_history(found: Sequence[StageInterval]) -> None:
-    table(None, ["version", "stage", "from", "to", "by", "reason", "ended"],
-          [(f"{i.model}:{i.version}", i.stage, _when(i.valid_from), _when(i.valid_to),
-            i.set_by, i.reason, i.end_reason) for i in found])
+    table(
+        None,
+        ["version", "stage", "from", "to", "by", "reason", "ended"],
+        [
+            (
+                f"{i.model}:{i.version}",
+                i.stage,
+                _when(i.valid_from),
+                _when(i.valid_to),
+                i.set_by,
+                i.reason,
+                i.end_reason,
+            )
+            for i in found
+        ],
+    )
 
 
 def alias_history(found: Sequence[AliasInterval]) -> None:
-    table(None, ["alias", "version", "from", "to", "set by", "removed by"],
-          [(a.alias, a.version, _when(a.valid_from), _when(a.valid_to), a.set_by, a.removed_by)
-           for a in found])
+    table(
+        None,
+        ["alias", "version", "from", "to", "set by", "removed by"],
+        [
+            (a.alias, a.version, _when(a.valid_from), _when(a.valid_to), a.set_by, a.removed_by)
+            for a in found
+        ],
+    )
 
 
 def _changes(title: str, changes: Sequence[Change], numeric: bool = False) -> None:
@@ -111,5 +161,8 @@ def diff(d: VersionDiff) -> None:
 
 
 def audit(events: Sequence[AuditEvent]) -> None:
-    table(None, ["seq", "time", "actor", "action", "subject", "reason"],
-          [(e.seq, _when(e.ts), e.actor, e.action, e.subject, e.reason) for e in events])
+    table(
+        None,
+        ["seq", "time", "actor", "action", "subject", "reason"],
+        [(e.seq, _when(e.ts), e.actor, e.action, e.subject, e.reason) for e in events],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-import click
+import typer
 
 from .errors import describe, print_error
 
@@ -17,14 +17,18 @@ def run(args: list[str]) -> int:
     args = [a for a in args if a != "--debug"]
     try:
         app(args=args, prog_name="modelvault", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print_error("aborted")
         return 130
+    except typer.TyperException as exc:  # usage errors: Typer prints them with the usage line
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print_error(exc.message)
+        return int(exc.exit_code)
     except BaseException as exc:  # the one place every failure is turned into a message
         if debug or isinstance(exc, SystemExit):
             raise

@@ -25,8 +25,15 @@ def read_manifest(ctx: Context, digest: str) -> Manifest:
     return parse_manifest(ctx.blobs.read_bytes(digest, verify=True))
 
 
-def pull(ctx: Context, digest: str, ref: str, dest: Path, *, overwrite: bool = False,
-         progress: Callable[[int], Progress | None] | None = None) -> PullResult:
+def pull(
+    ctx: Context,
+    digest: str,
+    ref: str,
+    dest: Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int], Progress | None] | None = None,
+) -> PullResult:
     manifest = read_manifest(ctx, digest)
     dest = dest.absolute()
     if dest.exists() and not dest.is_dir():
@@ -35,8 +42,9 @@ def pull(ctx: Context, digest: str, ref: str, dest: Path, *, overwrite: bool = F
     if not overwrite:
         clash = next((t for _, t in targets if t.exists() or t.is_symlink()), None)
         if clash is not None:
-            raise Conflict(f"{clash} already exists; pass --overwrite to replace it",
-                           path=str(clash))
+            raise Conflict(
+                f"{clash} already exists; pass --overwrite to replace it", path=str(clash)
+            )
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".modelvault-pull-", dir=dest))
     tick = progress(manifest.total_size) if progress else None
@@ -49,12 +57,19 @@ def pull(ctx: Context, digest: str, ref: str, dest: Path, *, overwrite: bool = F
             except IntegrityError as exc:
                 raise IntegrityError(
                     f"{ref}: file {entry.path} does not match its digest {entry.digest}; the "
-                    "stored blob is corrupt", path=entry.path, digest=entry.digest) from exc
+                    "stored blob is corrupt",
+                    path=entry.path,
+                    digest=entry.digest,
+                ) from exc
             os.chmod(staged, entry.mode & 0o777)
         for entry, target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(safe_dest_path(staging, entry.path), target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return PullResult(ref=ref, dest=str(dest), files=tuple(f.path for f in manifest.files),
-                      bytes=manifest.total_size)
+    return PullResult(
+        ref=ref,
+        dest=str(dest),
+        files=tuple(f.path for f in manifest.files),
+        bytes=manifest.total_size,
+    )

@@ -16,11 +16,19 @@ from .context import Context, resolve_model
 E = schema.audit_events
 
 
-def list_events(ctx: Context, *, model: str | None = None, project: str | None = None,
-                actor: str | None = None, action: str | None = None,
-                since: datetime | None = None, until: datetime | None = None,
-                after_seq: int = 0, limit: int | None = 1000,
-                newest_first: bool = False) -> list[AuditEvent]:
+def list_events(
+    ctx: Context,
+    *,
+    model: str | None = None,
+    project: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_seq: int = 0,
+    limit: int | None = 1000,
+    newest_first: bool = False,
+) -> list[AuditEvent]:
     query = select(E).where(E.c.seq > after_seq)
     if model is not None:
         proj, name = resolve_model(ctx, model)
@@ -30,8 +38,9 @@ def list_events(ctx: Context, *, model: str | None = None, project: str | None =
     if actor is not None:
         query = query.where(E.c.actor == actor)
     if action is not None:
-        query = query.where(E.c.action.like(action.replace("*", "%")) if "*" in action
-                            else E.c.action == action)
+        query = query.where(
+            E.c.action.like(action.replace("*", "%")) if "*" in action else E.c.action == action
+        )
     if since is not None:
         query = query.where(E.c.ts >= to_text(since))
     if until is not None:

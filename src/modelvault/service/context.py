@@ -3,14 +3,16 @@ the lookups shared by use-cases (project, model and version rows by name or refe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, literal_column, or_, select
 
 from ..blobs import BlobStore
 from ..errors import InvalidInput, NotFound
+from ..lifecycle import Stage
 from ..limits import check_name
 from ..refs import Ref, parse_ref
 from ..settings import Settings
@@ -58,14 +60,15 @@ def model_row(conn: Connection, project: str, model: str) -> Any:
     return row
 
 
-def _open_at(table: Any, at: str | None) -> Any:
+def _open_at(table: Any, at: Any) -> Any:
     if at is None:
         return table.c.valid_to.is_(None)
     return and_(table.c.valid_from <= at, or_(table.c.valid_to.is_(None), table.c.valid_to > at))
 
 
-def base_version_select(at_text: str | None = None) -> Select[Any]:
-    """Version rows with their model, project and the stage they held (now, or at a time)."""
+def base_version_select(at: Any = None) -> Select[Any]:
+    """Version rows with their model, project and the stage they held (now, or at *at*, a
+    time text or a bind parameter)."""
     stage_now = S.alias("stage_now")
     return select(
         V.c.id,
@@ -86,38 +89,71 @@ def base_version_select(at_text: str | None = None) -> Select[Any]:
     ).select_from(
         V.join(M, V.c.model_id == M.c.id)
         .join(P, M.c.project_id == P.c.id)
-        .outerjoin(
-            stage_now, and_(stage_now.c.version_id == V.c.id, _open_at(stage_now, at_text))
-        )
+        .outerjoin(stage_now, and_(stage_now.c.version_id == V.c.id, _open_at(stage_now, at)))
     )
 
 
-def version_query(ref: Ref, project: str, at: datetime | None) -> Select[Any]:
-    """One SELECT resolving a reference to its version row and the stage it held (then)."""
-    at_text = to_text(at) if at is not None else None
-    query = base_version_select(at_text).where(P.c.name == project, M.c.name == ref.model)
-    if at_text is not None:
-        query = query.where(V.c.created_at <= at_text)
-    if ref.number is not None:
-        return query.where(V.c.number == ref.number)
-    if ref.label is not None:
-        return query.where(V.c.label == ref.label)
-    if ref.stage is not None:
+@functools.cache
+def _version_statement(selector: str, timed: bool, stage: str | None = None) -> Select[Any]:
+    """The resolving SELECT for one shape of reference, built once; values are bound.
+
+    The stage is written as a literal (one statement per stage): bound, it would make SQLite
+    re-plan the statement on every call, since a partial index depends on its value."""
+    at = bindparam("at") if timed else None
+    query = base_version_select(at).where(
+        P.c.name == bindparam("project"), M.c.name == bindparam("model")
+    )
+    if timed:
+        query = query.where(V.c.created_at <= bindparam("at"))
+    if selector == "number":
+        return query.where(V.c.number == bindparam("value"))
+    if selector == "label":
+        return query.where(V.c.label == bindparam("value"))
+    if selector == "stage":
         held = S.alias("held")
         return query.join(
             held,
-            and_(held.c.version_id == V.c.id, held.c.stage == ref.stage, _open_at(held, at_text)),
+            and_(
+                held.c.model_id == M.c.id,
+                held.c.version_id == V.c.id,
+                held.c.stage == literal_column(f"'{Stage(stage).value}'"),
+                _open_at(held, at),
+            ),
         ).order_by(V.c.number.desc())
-    if ref.alias is not None:
+    if selector == "alias":
         return query.join(
-            A, and_(A.c.version_id == V.c.id, A.c.name == ref.alias, _open_at(A, at_text))
+            A,
+            and_(
+                A.c.model_id == M.c.id,
+                A.c.version_id == V.c.id,
+                A.c.name == bindparam("value"),
+                _open_at(A, at),
+            ),
         )
     return query.order_by(V.c.number.desc()).limit(1)
 
 
+def version_query(
+    ref: Ref, project: str, at: datetime | None
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement and parameters resolving *ref* to its version row and stage (then)."""
+    for selector in ("number", "label", "stage", "alias"):
+        value = getattr(ref, selector)
+        if value is not None:
+            break
+    else:
+        selector, value = "latest", None
+    params: dict[str, Any] = {"project": project, "model": ref.model, "value": value}
+    if at is not None:
+        params["at"] = to_text(at)
+    stage = value if selector == "stage" else None
+    return _version_statement(selector, at is not None, stage), params
+
+
 def version_row(conn: Connection, ctx: Context, ref: Ref, at: datetime | None = None) -> Any:
     project = ctx.project_of(ref)
-    row = conn.execute(version_query(ref, project, at)).first()
+    statement, params = version_query(ref, project, at)
+    row = conn.execute(statement, params).first()
     if row is None:
         model_row(conn, project, ref.model)  # raises NotFound for a missing model
         when = f" at {to_text(at)}" if at is not None else ""
@@ -128,5 +164,7 @@ def version_row(conn: Connection, ctx: Context, ref: Ref, at: datetime | None = 
 def resolve_model(ctx: Context, text: str) -> tuple[str, str]:
     """A model named alone or as PROJECT/MODEL."""
     project, _, name = text.rpartition("/")
-    return (check_name(project, what="project name") if project else ctx.settings.project,
-            check_name(name))
+    return (
+        check_name(project, what="project name") if project else ctx.settings.project,
+        check_name(name),
+    )

@@ -25,8 +25,9 @@ def compare_maps(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[Change, ..
             continue
         na, nb = _number(va), _number(vb)
         delta = nb - na if na is not None and nb is not None else None
-        out.append(Change(key=key, a=va if key in a else None, b=vb if key in b else None,
-                          delta=delta))
+        out.append(
+            Change(key=key, a=va if key in a else None, b=vb if key in b else None, delta=delta)
+        )
     return tuple(out)
 
 
@@ -62,16 +63,29 @@ def diff(ctx: Context, a: Version, b: Version) -> VersionDiff:
     files_b = {f.path: f.digest for f in read_manifest(ctx, b.artifact_digest).files}
     env_a = as_json(a.environment) if a.environment else {}
     env_b = as_json(b.environment) if b.environment else {}
-    other_a = {"kind": a.kind, "label": a.label, "parents": list(a.parents),
-               "components": list(a.components), "feature_pipeline": a.feature_pipeline,
-               "inference_config": a.inference_config, "flavor": a.flavor,
-               **{f"environment.{k}": v for k, v in env_a.items() if k != "packages_digest"}}
-    other_b = {"kind": b.kind, "label": b.label, "parents": list(b.parents),
-               "components": list(b.components), "feature_pipeline": b.feature_pipeline,
-               "inference_config": b.inference_config, "flavor": b.flavor,
-               **{f"environment.{k}": v for k, v in env_b.items() if k != "packages_digest"}}
+    other_a = {
+        "kind": a.kind,
+        "label": a.label,
+        "parents": list(a.parents),
+        "components": list(a.components),
+        "feature_pipeline": a.feature_pipeline,
+        "inference_config": a.inference_config,
+        "flavor": a.flavor,
+        **{f"environment.{k}": v for k, v in env_a.items() if k != "packages_digest"},
+    }
+    other_b = {
+        "kind": b.kind,
+        "label": b.label,
+        "parents": list(b.parents),
+        "components": list(b.components),
+        "feature_pipeline": b.feature_pipeline,
+        "inference_config": b.inference_config,
+        "flavor": b.flavor,
+        **{f"environment.{k}": v for k, v in env_b.items() if k != "packages_digest"},
+    }
     return VersionDiff(
-        a=str(a.ref), b=str(b.ref),
+        a=str(a.ref),
+        b=str(b.ref),
         params=compare_maps(a.params, b.params),
         metrics=compare_maps(a.metrics, b.metrics),
         tags=compare_maps(a.tags, b.tags),

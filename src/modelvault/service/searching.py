@@ -10,14 +10,21 @@ from .context import Context, base_version_select
 from .records import version_from_row
 
 
-def search(ctx: Context, query: str, *, project: str | None = None, all_projects: bool = False,
-           limit: int | None = 1000) -> list[Version]:
+def search(
+    ctx: Context,
+    query: str,
+    *,
+    project: str | None = None,
+    all_projects: bool = False,
+    limit: int | None = 1000,
+) -> list[Version]:
     clause = search_clause(query)
     select_ = base_version_select().where(clause)
     if not all_projects:
         select_ = select_.where(
-            schema.projects.c.name == check_name(project or ctx.settings.project,
-                                                 what="project name"))
+            schema.projects.c.name
+            == check_name(project or ctx.settings.project, what="project name")
+        )
     select_ = select_.order_by(schema.models.c.name, schema.versions.c.number)
     if limit is not None:
         select_ = select_.limit(limit)

@@ -45,19 +45,29 @@ def _close(conn: Connection, interval_id: int, at: str, actor: str, why: str) ->
     )
 
 
-def _open(conn: Connection, row: Any, stage: Stage, at: str, ctx: Context, reason: str | None,
-          seq: int) -> None:
-    conn.execute(insert(S).values(
-        model_id=row.model_id, version_id=row.id, stage=stage.value, valid_from=at,
-        set_by=ctx.actor, reason=reason, audit_seq=seq))
+def _open(
+    conn: Connection, row: Any, stage: Stage, at: str, ctx: Context, reason: str | None, seq: int
+) -> None:
+    conn.execute(
+        insert(S).values(
+            model_id=row.model_id,
+            version_id=row.id,
+            stage=stage.value,
+            valid_from=at,
+            set_by=ctx.actor,
+            reason=reason,
+            audit_seq=seq,
+        )
+    )
 
 
 def _current_production(conn: Connection, model_id: int) -> Any:
     return conn.execute(
         select(S.c.id, S.c.version_id, V.c.number)
         .select_from(S.join(V, S.c.version_id == V.c.id))
-        .where(S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value,
-               S.c.valid_to.is_(None))
+        .where(
+            S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value, S.c.valid_to.is_(None)
+        )
     ).first()
 
 
@@ -77,23 +87,55 @@ def approve(ctx: Context, ref: str, comment: str | None = None) -> Approval:
             raise Forbidden(
                 f"{ctx.actor} created {row.model_name}:{row.number} and cannot approve it; "
                 "another person must",
-                model=row.model_name, version=row.number, actor=ctx.actor)
+                model=row.model_name,
+                version=row.number,
+                actor=ctx.actor,
+            )
         if row.stage == Stage.RETIRED.value:
-            raise Conflict(f"{row.model_name}:{row.number} is retired", model=row.model_name,
-                           version=row.number)
-        exists = conn.execute(select(AP.c.id).where(
-            AP.c.version_id == row.id, AP.c.approver == ctx.actor)).first()
+            raise Conflict(
+                f"{row.model_name}:{row.number} is retired",
+                model=row.model_name,
+                version=row.number,
+            )
+        exists = conn.execute(
+            select(AP.c.id).where(AP.c.version_id == row.id, AP.c.approver == ctx.actor)
+        ).first()
         if exists is not None:
-            raise AlreadyExists(f"{ctx.actor} already approved {row.model_name}:{row.number}",
-                                model=row.model_name, version=row.number)
-        event = append(conn, EventDraft(
-            "version.approve", subject, project=row.project_name, model=row.model_name,
-            after={"version": row.number, "approver": ctx.actor, "comment": comment},
-            reason=comment), actor=ctx.actor, at=at)
-        conn.execute(insert(AP).values(version_id=row.id, approver=ctx.actor, comment=comment,
-                                       created_at=to_text(at), audit_seq=event.seq))
-    return Approval(project=row.project_name, model=row.model_name, version=row.number,
-                    approver=ctx.actor, created_at=at, comment=comment)
+            raise AlreadyExists(
+                f"{ctx.actor} already approved {row.model_name}:{row.number}",
+                model=row.model_name,
+                version=row.number,
+            )
+        event = append(
+            conn,
+            EventDraft(
+                "version.approve",
+                subject,
+                project=row.project_name,
+                model=row.model_name,
+                after={"version": row.number, "approver": ctx.actor, "comment": comment},
+                reason=comment,
+            ),
+            actor=ctx.actor,
+            at=at,
+        )
+        conn.execute(
+            insert(AP).values(
+                version_id=row.id,
+                approver=ctx.actor,
+                comment=comment,
+                created_at=to_text(at),
+                audit_seq=event.seq,
+            )
+        )
+    return Approval(
+        project=row.project_name,
+        model=row.model_name,
+        version=row.number,
+        approver=ctx.actor,
+        created_at=at,
+        comment=comment,
+    )
 
 
 def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Transition:
@@ -101,8 +143,10 @@ def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Trans
     if target is Stage.PRODUCTION:
         reason = _require_reason(reason, "a promotion to production")
     else:
-        reason = check_text(reason.strip() if reason else None, limit="reason_chars",
-                            what="reason") or None
+        reason = (
+            check_text(reason.strip() if reason else None, limit="reason_chars", what="reason")
+            or None
+        )
     parsed = ctx.ref(ref)
     at = ctx.now()
     at_text = to_text(at)
@@ -118,30 +162,67 @@ def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Trans
                 raise GateFailed(
                     f"{row.model_name}:{row.number} needs {needed} approval(s) from someone "
                     f"other than its creator {row.created_by}; it has {len(have)}",
-                    model=row.model_name, version=row.number,
-                    rules=[{"rule": f"approvals >= {needed}", "required": needed,
-                            "actual": len(have), "passed": False}])
+                    model=row.model_name,
+                    version=row.number,
+                    rules=[
+                        {
+                            "rule": f"approvals >= {needed}",
+                            "required": needed,
+                            "actual": len(have),
+                            "passed": False,
+                        }
+                    ],
+                )
             replaced = _current_production(conn, row.model_id)
-        event = append(conn, EventDraft(
-            "stage.promote", f"{row.project_name}/{row.model_name}:{row.number}",
-            project=row.project_name, model=row.model_name,
-            before={"version": row.number, "stage": current.value,
-                    "production": replaced.number if replaced else None},
-            after={"version": row.number, "stage": target.value,
-                   "archived": replaced.number if replaced else None},
-            reason=reason), actor=ctx.actor, at=at)
+        event = append(
+            conn,
+            EventDraft(
+                "stage.promote",
+                f"{row.project_name}/{row.model_name}:{row.number}",
+                project=row.project_name,
+                model=row.model_name,
+                before={
+                    "version": row.number,
+                    "stage": current.value,
+                    "production": replaced.number if replaced else None,
+                },
+                after={
+                    "version": row.number,
+                    "stage": target.value,
+                    "archived": replaced.number if replaced else None,
+                },
+                reason=reason,
+            ),
+            actor=ctx.actor,
+            at=at,
+        )
         if replaced is not None:
             _close(conn, replaced.id, at_text, ctx.actor, "replaced")
-            conn.execute(insert(S).values(
-                model_id=row.model_id, version_id=replaced.version_id,
-                stage=Stage.ARCHIVED.value, valid_from=at_text, set_by=ctx.actor,
-                reason=f"replaced by {row.model_name}:{row.number}", audit_seq=event.seq))
+            conn.execute(
+                insert(S).values(
+                    model_id=row.model_id,
+                    version_id=replaced.version_id,
+                    stage=Stage.ARCHIVED.value,
+                    valid_from=at_text,
+                    set_by=ctx.actor,
+                    reason=f"replaced by {row.model_name}:{row.number}",
+                    audit_seq=event.seq,
+                )
+            )
         _close(conn, _open_interval(conn, row.id).id, at_text, ctx.actor, "promotion")
         _open(conn, row, target, at_text, ctx, reason, event.seq)
-    return Transition(project=row.project_name, model=row.model_name, version=row.number,
-                      from_stage=current.value, to_stage=target.value, actor=ctx.actor, at=at,
-                      audit_seq=event.seq, reason=reason,
-                      replaced=replaced.number if replaced else None)
+    return Transition(
+        project=row.project_name,
+        model=row.model_name,
+        version=row.number,
+        from_stage=current.value,
+        to_stage=target.value,
+        actor=ctx.actor,
+        at=at,
+        audit_seq=event.seq,
+        reason=reason,
+        replaced=replaced.number if replaced else None,
+    )
 
 
 def _rollback_candidates(conn: Connection, model_id: int, current_version: int | None) -> list[Any]:
@@ -149,8 +230,9 @@ def _rollback_candidates(conn: Connection, model_id: int, current_version: int |
     ended = conn.execute(
         select(S.c.version_id, S.c.valid_to, S.c.end_reason, V.c.number)
         .select_from(S.join(V, S.c.version_id == V.c.id))
-        .where(S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value,
-               S.c.valid_to.is_not(None))
+        .where(
+            S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value, S.c.valid_to.is_not(None)
+        )
         .order_by(S.c.valid_to.desc(), S.c.id.desc())
     ).all()
     seen: set[int] = set()
@@ -176,43 +258,89 @@ def rollback(ctx: Context, model: str, reason: str | None, to: int | None = None
         if to is not None:
             chosen = next((c for c in candidates if c.number == to), None)
             if chosen is None:
-                was = conn.execute(select(S.c.id).select_from(S.join(V, S.c.version_id == V.c.id))
-                                   .where(S.c.model_id == mrow.id, V.c.number == to,
-                                          S.c.stage == Stage.PRODUCTION.value)).first()
-                why = ("is in production now" if current and current.number == to else
-                       "was rolled back before" if was else "was never in production")
-                raise Conflict(f"cannot roll {project}/{name} back to version {to}: it {why}",
-                               model=name, version=to)
+                was = conn.execute(
+                    select(S.c.id)
+                    .select_from(S.join(V, S.c.version_id == V.c.id))
+                    .where(
+                        S.c.model_id == mrow.id,
+                        V.c.number == to,
+                        S.c.stage == Stage.PRODUCTION.value,
+                    )
+                ).first()
+                why = (
+                    "is in production now"
+                    if current and current.number == to
+                    else "was rolled back before"
+                    if was
+                    else "was never in production"
+                )
+                raise Conflict(
+                    f"cannot roll {project}/{name} back to version {to}: it {why}",
+                    model=name,
+                    version=to,
+                )
         else:
             if not candidates:
-                raise Conflict(f"{project}/{name} has no previous production version to roll "
-                               "back to", model=name)
+                raise Conflict(
+                    f"{project}/{name} has no previous production version to roll back to",
+                    model=name,
+                )
             chosen = candidates[0]
-        row = conn.execute(select(V.c.id, V.c.model_id, V.c.number).where(
-            V.c.id == chosen.version_id)).one()
+        row = conn.execute(
+            select(V.c.id, V.c.model_id, V.c.number).where(V.c.id == chosen.version_id)
+        ).one()
         open_row = _open_interval(conn, row.id)
         if open_row.stage == Stage.RETIRED.value:
-            raise Conflict(f"{name}:{row.number} is retired and cannot return to production",
-                           model=name, version=row.number)
-        event = append(conn, EventDraft(
-            "stage.rollback", f"{project}/{name}", project=project, model=name,
-            before={"production": current.number if current else None},
-            after={"production": row.number,
-                   "archived": current.number if current else None,
-                   "restored_from": open_row.stage},
-            reason=reason), actor=ctx.actor, at=at)
+            raise Conflict(
+                f"{name}:{row.number} is retired and cannot return to production",
+                model=name,
+                version=row.number,
+            )
+        event = append(
+            conn,
+            EventDraft(
+                "stage.rollback",
+                f"{project}/{name}",
+                project=project,
+                model=name,
+                before={"production": current.number if current else None},
+                after={
+                    "production": row.number,
+                    "archived": current.number if current else None,
+                    "restored_from": open_row.stage,
+                },
+                reason=reason,
+            ),
+            actor=ctx.actor,
+            at=at,
+        )
         if current is not None:
             _close(conn, current.id, at_text, ctx.actor, "rollback")
-            conn.execute(insert(S).values(
-                model_id=mrow.id, version_id=current.version_id, stage=Stage.ARCHIVED.value,
-                valid_from=at_text, set_by=ctx.actor, reason=f"rolled back: {reason}",
-                audit_seq=event.seq))
+            conn.execute(
+                insert(S).values(
+                    model_id=mrow.id,
+                    version_id=current.version_id,
+                    stage=Stage.ARCHIVED.value,
+                    valid_from=at_text,
+                    set_by=ctx.actor,
+                    reason=f"rolled back: {reason}",
+                    audit_seq=event.seq,
+                )
+            )
         _close(conn, open_row.id, at_text, ctx.actor, "rollback-restore")
         _open(conn, row, Stage.PRODUCTION, at_text, ctx, reason, event.seq)
-    return Transition(project=project, model=name, version=row.number,
-                      from_stage=open_row.stage, to_stage=Stage.PRODUCTION.value,
-                      actor=ctx.actor, at=at, audit_seq=event.seq, reason=reason,
-                      replaced=current.number if current else None)
+    return Transition(
+        project=project,
+        model=name,
+        version=row.number,
+        from_stage=open_row.stage,
+        to_stage=Stage.PRODUCTION.value,
+        actor=ctx.actor,
+        at=at,
+        audit_seq=event.seq,
+        reason=reason,
+        replaced=current.number if current else None,
+    )
 
 
 def stage_history(ctx: Context, model: str) -> list[StageInterval]:
@@ -220,14 +348,26 @@ def stage_history(ctx: Context, model: str) -> list[StageInterval]:
     with ctx.store.read() as conn:
         mrow = model_row(conn, project, name)
         rows = conn.execute(
-            select(S, V.c.number).select_from(S.join(V, S.c.version_id == V.c.id))
-            .where(S.c.model_id == mrow.id).order_by(S.c.valid_from, S.c.id)
+            select(S, V.c.number)
+            .select_from(S.join(V, S.c.version_id == V.c.id))
+            .where(S.c.model_id == mrow.id)
+            .order_by(S.c.valid_from, S.c.id)
         ).all()
-    return [StageInterval(project=project, model=name, version=r.number, stage=r.stage,
-                          valid_from=from_text(r.valid_from),
-                          valid_to=from_text(r.valid_to) if r.valid_to else None,
-                          set_by=r.set_by, reason=r.reason, ended_by=r.ended_by,
-                          end_reason=r.end_reason) for r in rows]
+    return [
+        StageInterval(
+            project=project,
+            model=name,
+            version=r.number,
+            stage=r.stage,
+            valid_from=from_text(r.valid_from),
+            valid_to=from_text(r.valid_to) if r.valid_to else None,
+            set_by=r.set_by,
+            reason=r.reason,
+            ended_by=r.ended_by,
+            end_reason=r.end_reason,
+        )
+        for r in rows
+    ]
 
 
 def approvals(ctx: Context, ref: str) -> list[Approval]:
@@ -235,7 +375,14 @@ def approvals(ctx: Context, ref: str) -> list[Approval]:
     with ctx.store.read() as conn:
         row = version_row(conn, ctx, parsed)
         rows = conn.execute(select(AP).where(AP.c.version_id == row.id).order_by(AP.c.id)).all()
-    return [Approval(project=row.project_name, model=row.model_name, version=row.number,
-                     approver=r.approver, created_at=from_text(r.created_at), comment=r.comment)
-            for r in rows]
-
+    return [
+        Approval(
+            project=row.project_name,
+            model=row.model_name,
+            version=row.number,
+            approver=r.approver,
+            created_at=from_text(r.created_at),
+            comment=r.comment,
+        )
+        for r in rows
+    ]

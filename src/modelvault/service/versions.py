@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
 from ..audit import EventDraft, append
 from ..canonical import canonical_json, sha256_digest
@@ -23,7 +23,6 @@ from ..datasets import parse_dataset
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Manifest, Model, Version
 from ..errors import AlreadyExists, InvalidInput
 from ..lifecycle import Stage
-from ..refs import Ref
 from ..limits import (
     LIMITS,
     check_metrics,
@@ -33,8 +32,10 @@ from ..limits import (
     check_tags,
     check_text,
 )
-from ..manifest import build_manifest, manifest_bytes, scan
+from ..manifest import manifest_bytes, scan, store_files
+from ..refs import Ref
 from ..store import schema
+from ..store import statements as sql
 from ..timeutil import from_text, to_text
 from .context import Context, model_row, version_query, version_row
 from .records import make_record, version_from_row
@@ -103,8 +104,10 @@ def _validate(req: RegisterRequest) -> None:
         raise InvalidInput(
             f"unknown flavor {req.flavor!r}: use sklearn, onnx, python or pickle", field="flavor"
         )
-    for value, what in ((req.feature_pipeline, "feature pipeline"),
-                        (req.inference_config, "inference config")):
+    for value, what in (
+        (req.feature_pipeline, "feature pipeline"),
+        (req.inference_config, "inference config"),
+    ):
         check_text(value, limit="reference_chars", what=what)
 
 
@@ -113,8 +116,9 @@ def _detect_flavor(manifest: Manifest) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _capture(ctx: Context, req: RegisterRequest) -> tuple[CodeRef | None, EnvironmentInfo | None,
-                                                          list[tuple[str, str]]]:
+def _capture(
+    ctx: Context, req: RegisterRequest
+) -> tuple[CodeRef | None, EnvironmentInfo | None, list[tuple[str, str]]]:
     blobs: list[tuple[str, str]] = []
     code = None
     if req.capture_code:
@@ -124,8 +128,14 @@ def _capture(ctx: Context, req: RegisterRequest) -> tuple[CodeRef | None, Enviro
             if state.diff:
                 diff_digest = ctx.blobs.put_bytes(state.diff).digest
                 blobs.append((diff_digest, "code-diff"))
-            code = CodeRef(commit=state.commit, branch=state.branch, remote=state.remote,
-                           dirty=state.dirty, diff_digest=diff_digest, untracked=state.untracked)
+            code = CodeRef(
+                commit=state.commit,
+                branch=state.branch,
+                remote=state.remote,
+                dirty=state.dirty,
+                diff_digest=diff_digest,
+                untracked=state.untracked,
+            )
     env = None
     if req.capture_environment:
         packages = packages_document()
@@ -137,38 +147,52 @@ def _capture(ctx: Context, req: RegisterRequest) -> tuple[CodeRef | None, Enviro
     return code, env, blobs
 
 
-def _ensure_model(conn: Connection, ctx: Context, project: str, model: str, kind: str,
-                  at: datetime) -> int:
-    p = schema.projects
-    project_id = conn.execute(select(p.c.id).where(p.c.name == project)).scalar()
+def _ensure_model(
+    conn: Connection, ctx: Context, project: str, model: str, kind: str, at: datetime
+) -> int:
+    project_id = conn.execute(sql.PROJECT_ID, {"project": project}).scalar()
     if project_id is None:
         project_id = conn.execute(
-            insert(p).values(name=project, created_by=ctx.actor, created_at=to_text(at))
-            .returning(p.c.id)
+            sql.INSERT_PROJECT,
+            {"name": project, "created_by": ctx.actor, "created_at": to_text(at)},
         ).scalar_one()
-        append(conn, EventDraft("project.create", project, project=project,
-                                after={"project": project}), actor=ctx.actor, at=at)
-    m = schema.models
-    model_id = conn.execute(
-        select(m.c.id).where(m.c.project_id == project_id, m.c.name == model)
-    ).scalar()
-    if model_id is None:
+        append(
+            conn,
+            EventDraft("project.create", project, project=project, after={"project": project}),
+            actor=ctx.actor,
+            at=at,
+        )
+    found = conn.execute(sql.MODEL_ID_AND_KIND, {"project_id": project_id, "model": model}).first()
+    if found is None:
         model_id = conn.execute(
-            insert(m).values(project_id=project_id, name=model, latest_number=0,
-                             created_by=ctx.actor, created_at=to_text(at)).returning(m.c.id)
+            sql.INSERT_MODEL,
+            {
+                "project_id": project_id,
+                "name": model,
+                "latest_number": 0,
+                "created_by": ctx.actor,
+                "created_at": to_text(at),
+            },
         ).scalar_one()
-        append(conn, EventDraft("model.create", f"{project}/{model}", project=project,
-                                model=model, after={"model": model}), actor=ctx.actor, at=at)
+        append(
+            conn,
+            EventDraft(
+                "model.create",
+                f"{project}/{model}",
+                project=project,
+                model=model,
+                after={"model": model},
+            ),
+            actor=ctx.actor,
+            at=at,
+        )
         return int(model_id)
-    existing = conn.execute(
-        select(schema.versions.c.kind).where(schema.versions.c.model_id == model_id).limit(1)
-    ).scalar()
-    if existing is not None and existing != kind:
+    if found.kind is not None and found.kind != kind:
         raise InvalidInput(
-            f"model {project}/{model} holds {existing} versions; cannot add a {kind} version",
+            f"model {project}/{model} holds {found.kind} versions; cannot add a {kind} version",
             field="kind",
         )
-    return int(model_id)
+    return int(found.id)
 
 
 def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> Version:
@@ -179,10 +203,13 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     tags = check_tags(req.tags)
     config: dict[str, Any] | None = None
     if req.kind == "config":
-        config = read_config(req.path) if req.path and req.config is None else check_config(
-            dict(req.config or {}))
-    if req.path is not None:
-        scan(req.path)  # every path problem is reported before a byte is stored
+        config = (
+            read_config(req.path)
+            if req.path and req.config is None
+            else check_config(dict(req.config or {}))
+        )
+    # every path problem is reported before a byte is stored
+    scanned = scan(req.path) if req.path is not None else None
     with ctx.store.read() as conn:
         parents = [_pin(ctx, conn, p, "parent") for p in req.parents]
         components = [_pin(ctx, conn, c, "component") for c in req.components]
@@ -196,14 +223,15 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 )
         if req.label is not None:
             _check_label_free(conn, project, req.model, req.label)
-    datasets = [d if isinstance(d, DatasetRef) else parse_dataset(d, ctx.blobs)
-                for d in req.datasets]
+    datasets = [
+        d if isinstance(d, DatasetRef) else parse_dataset(d, ctx.blobs) for d in req.datasets
+    ]
 
     # Bytes first: blobs are write-once and harmless if the transaction below never commits.
     blob_roles: list[tuple[str, str]] = []
-    if req.path is not None:
-        progress = req.progress(_total_size(req.path)) if req.progress else None
-        manifest = build_manifest(req.path, ctx.blobs, progress=progress)
+    if scanned is not None:
+        progress = req.progress(sum(f.size for f in scanned)) if req.progress else None
+        manifest = store_files(scanned, ctx.blobs, progress=progress)
     else:
         body = manifest_bytes([])
         manifest = Manifest(digest=ctx.blobs.put_bytes(body).digest, files=())
@@ -216,96 +244,174 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     at = ctx.now()
     with ctx.store.write() as conn:
         model_id = _ensure_model(conn, ctx, project, req.model, req.kind, at)
-        number = conn.execute(
-            update(schema.models).where(schema.models.c.id == model_id)
-            .values(latest_number=schema.models.c.latest_number + 1)
-            .returning(schema.models.c.latest_number)
-        ).scalar_one()
+        number = conn.execute(sql.BUMP_NUMBER, {"model_id": model_id}).scalar_one()
         if req.label is not None:
             _check_label_free(conn, project, req.model, req.label)
         record = make_record(
-            project=project, model=req.model, number=number, kind=req.kind, label=req.label,
-            artifact_digest=manifest.digest, size=manifest.total_size,
-            file_count=len(manifest.files), params=params, metrics=metrics, tags=tags,
-            datasets=datasets, code=code, environment=env, parents=[p for p, _ in parents],
-            components=[c for c, _ in components], config=config,
-            feature_pipeline=req.feature_pipeline, inference_config=inference_config,
-            description=req.description, flavor=flavor, created_by=ctx.actor,
+            project=project,
+            model=req.model,
+            number=number,
+            kind=req.kind,
+            label=req.label,
+            artifact_digest=manifest.digest,
+            size=manifest.total_size,
+            file_count=len(manifest.files),
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            datasets=datasets,
+            code=code,
+            environment=env,
+            parents=[p for p, _ in parents],
+            components=[c for c, _ in components],
+            config=config,
+            feature_pipeline=req.feature_pipeline,
+            inference_config=inference_config,
+            description=req.description,
+            flavor=flavor,
+            created_by=ctx.actor,
             created_at=to_text(at),
         )
         body = canonical_json(record)
         digest = sha256_digest(body)
         version_id = conn.execute(
-            insert(schema.versions).values(
-                model_id=model_id, number=number, label=req.label, kind=req.kind, digest=digest,
-                artifact_digest=manifest.digest, size=manifest.total_size,
-                file_count=len(manifest.files), record=body.decode("utf-8"),
-                created_by=ctx.actor, created_at=to_text(at),
-            ).returning(schema.versions.c.id)
+            sql.INSERT_VERSION,
+            {
+                "model_id": model_id,
+                "number": number,
+                "label": req.label,
+                "kind": req.kind,
+                "digest": digest,
+                "artifact_digest": manifest.digest,
+                "size": manifest.total_size,
+                "file_count": len(manifest.files),
+                "record": body.decode("utf-8"),
+                "created_by": ctx.actor,
+                "created_at": to_text(at),
+            },
         ).scalar_one()
         _write_search_rows(conn, version_id, params, metrics, tags)
-        links = [(pid, "parent") for _, pid in parents] + [(cid, "component")
-                                                          for _, cid in components]
+        links = [(pid, "parent") for _, pid in parents] + [
+            (cid, "component") for _, cid in components
+        ]
         if links:
-            conn.execute(insert(schema.version_parents), [
-                {"version_id": version_id, "parent_id": pid, "relation": rel}
-                for pid, rel in dict.fromkeys(links)])
+            conn.execute(
+                sql.INSERT_PARENTS,
+                [
+                    {"version_id": version_id, "parent_id": pid, "relation": rel}
+                    for pid, rel in dict.fromkeys(links)
+                ],
+            )
         roles = dict(reversed(blob_roles))
-        conn.execute(insert(schema.version_blobs), [
-            {"version_id": version_id, "digest": d, "role": r} for d, r in roles.items()])
-        event = append(conn, EventDraft(
-            "version.register", f"{project}/{req.model}:{number}", project=project,
-            model=req.model,
-            after={"number": number, "digest": digest, "artifact_digest": manifest.digest,
-                   "kind": req.kind, "label": req.label, "stage": Stage.DEVELOPMENT.value},
-        ), actor=ctx.actor, at=at)
-        conn.execute(insert(schema.stage_intervals).values(
-            model_id=model_id, version_id=version_id, stage=Stage.DEVELOPMENT.value,
-            valid_from=to_text(at), set_by=ctx.actor, audit_seq=event.seq))
+        conn.execute(
+            sql.INSERT_BLOBS,
+            [{"version_id": version_id, "digest": d, "role": r} for d, r in roles.items()],
+        )
+        event = append(
+            conn,
+            EventDraft(
+                "version.register",
+                f"{project}/{req.model}:{number}",
+                project=project,
+                model=req.model,
+                after={
+                    "number": number,
+                    "digest": digest,
+                    "artifact_digest": manifest.digest,
+                    "kind": req.kind,
+                    "label": req.label,
+                    "stage": Stage.DEVELOPMENT.value,
+                },
+            ),
+            actor=ctx.actor,
+            at=at,
+        )
+        conn.execute(
+            sql.INSERT_STAGE,
+            {
+                "model_id": model_id,
+                "version_id": version_id,
+                "stage": Stage.DEVELOPMENT.value,
+                "valid_from": to_text(at),
+                "set_by": ctx.actor,
+                "reason": None,
+                "audit_seq": event.seq,
+            },
+        )
     return Version(
-        project=project, model=req.model, number=number, kind=req.kind, digest=digest,
-        artifact_digest=manifest.digest, created_by=ctx.actor, created_at=at,
-        stage=Stage.DEVELOPMENT.value, label=req.label, size=manifest.total_size,
-        file_count=len(manifest.files), params=params, metrics=metrics, tags=tags,
-        datasets=tuple(datasets), code=code, environment=env,
-        parents=tuple(p for p, _ in parents), components=tuple(c for c, _ in components),
-        config=config, feature_pipeline=req.feature_pipeline, inference_config=inference_config,
-        description=req.description, flavor=flavor,
+        project=project,
+        model=req.model,
+        number=number,
+        kind=req.kind,
+        digest=digest,
+        artifact_digest=manifest.digest,
+        created_by=ctx.actor,
+        created_at=at,
+        stage=Stage.DEVELOPMENT.value,
+        label=req.label,
+        size=manifest.total_size,
+        file_count=len(manifest.files),
+        params=params,
+        metrics=metrics,
+        tags=tags,
+        datasets=tuple(datasets),
+        code=code,
+        environment=env,
+        parents=tuple(p for p, _ in parents),
+        components=tuple(c for c, _ in components),
+        config=config,
+        feature_pipeline=req.feature_pipeline,
+        inference_config=inference_config,
+        description=req.description,
+        flavor=flavor,
     )
-
-
-def _total_size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def _check_label_free(conn: Connection, project: str, model: str, label: str) -> None:
     v, m, p = schema.versions, schema.models, schema.projects
     taken = conn.execute(
-        select(v.c.number).select_from(v.join(m, v.c.model_id == m.c.id)
-                                       .join(p, m.c.project_id == p.c.id))
+        select(v.c.number)
+        .select_from(v.join(m, v.c.model_id == m.c.id).join(p, m.c.project_id == p.c.id))
         .where(p.c.name == project, m.c.name == model, v.c.label == label)
     ).scalar()
     if taken is not None:
-        raise AlreadyExists(f"label {label} is already {model}:{taken}", model=model,
-                            label=label, version=taken)
+        raise AlreadyExists(
+            f"label {label} is already {model}:{taken}", model=model, label=label, version=taken
+        )
 
 
-def _write_search_rows(conn: Connection, version_id: int, params: dict[str, Any],
-                       metrics: dict[str, float], tags: dict[str, str]) -> None:
+def _write_search_rows(
+    conn: Connection,
+    version_id: int,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> None:
     if params:
-        conn.execute(insert(schema.version_params), [
-            {"version_id": version_id, "key": k, "value_text": _param_text(v),
-             "value_num": float(v) if isinstance(v, int | float) and not isinstance(v, bool)
-             else None}
-            for k, v in params.items()])
+        conn.execute(
+            sql.INSERT_PARAMS,
+            [
+                {
+                    "version_id": version_id,
+                    "key": k,
+                    "value_text": _param_text(v),
+                    "value_num": float(v)
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                    else None,
+                }
+                for k, v in params.items()
+            ],
+        )
     if metrics:
-        conn.execute(insert(schema.version_metrics), [
-            {"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()])
+        conn.execute(
+            sql.INSERT_METRICS,
+            [{"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()],
+        )
     if tags:
-        conn.execute(insert(schema.version_tags), [
-            {"version_id": version_id, "key": k, "value": v} for k, v in tags.items()])
+        conn.execute(
+            sql.INSERT_TAGS,
+            [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()],
+        )
 
 
 def _param_text(value: Any) -> str | None:
@@ -318,7 +424,7 @@ def _param_text(value: Any) -> str | None:
 
 def get(ctx: Context, ref: str, at: datetime | None = None) -> Version:
     parsed = ctx.ref(ref)
-    with ctx.store.read() as conn:
+    with ctx.store.read(snapshot=False) as conn:
         row = version_row(conn, ctx, parsed, at)
     return version_from_row(row)
 
@@ -328,8 +434,9 @@ def list_versions(ctx: Context, model: str, project: str | None = None) -> list[
     check_name(model)
     with ctx.store.read() as conn:
         model_row(conn, project, model)
-        query = version_query(Ref(project, model), project, None).limit(None)
-        rows = conn.execute(query.order_by(None).order_by(schema.versions.c.number)).all()
+        query, params = version_query(Ref(project, model), project, None)
+        query = query.limit(None).order_by(None).order_by(schema.versions.c.number)
+        rows = conn.execute(query, params).all()
     return [version_from_row(r) for r in rows]
 
 
@@ -337,17 +444,32 @@ def list_models(ctx: Context, project: str | None = None) -> list[Model]:
     project = check_name(project or ctx.settings.project, what="project name")
     m, p, s, v = schema.models, schema.projects, schema.stage_intervals, schema.versions
     prod = (
-        select(v.c.number).select_from(s.join(v, s.c.version_id == v.c.id))
+        select(v.c.number)
+        .select_from(s.join(v, s.c.version_id == v.c.id))
         .where(s.c.model_id == m.c.id, s.c.stage == "production", s.c.valid_to.is_(None))
         .scalar_subquery()
     )
     with ctx.store.read() as conn:
         rows = conn.execute(
-            select(m.c.name, m.c.created_by, m.c.created_at, m.c.latest_number,
-                   prod.label("production"))
+            select(
+                m.c.name,
+                m.c.created_by,
+                m.c.created_at,
+                m.c.latest_number,
+                prod.label("production"),
+            )
             .select_from(m.join(p, m.c.project_id == p.c.id))
-            .where(p.c.name == project).order_by(m.c.name)
+            .where(p.c.name == project)
+            .order_by(m.c.name)
         ).all()
-    return [Model(project=project, name=r.name, created_by=r.created_by,
-                  created_at=from_text(r.created_at), latest_version=r.latest_number,
-                  production_version=r.production) for r in rows]
+    return [
+        Model(
+            project=project,
+            name=r.name,
+            created_by=r.created_by,
+            created_at=from_text(r.created_at),
+            latest_version=r.latest_number,
+            production_version=r.production,
+        )
+        for r in rows
+    ]

@@ -22,6 +22,7 @@ from ..settings import Settings
 from . import schema
 
 _WRITE = "mv_write"
+_NO_BEGIN = "mv_no_begin"
 GENESIS_HASH = "0" * 64
 
 
@@ -37,15 +38,13 @@ class MetadataStore:
     def ensure_schema(self) -> None:
         if self._ready:
             return
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE: True})
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(**{_WRITE: True})
             with conn.begin():
                 schema.metadata.create_all(conn)
                 head = conn.execute(select(schema.audit_head.c.id)).first()
                 if head is None:
-                    conn.execute(
-                        schema.audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH)
-                    )
+                    conn.execute(schema.audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
                     conn.execute(
                         schema.meta.insert().values(
                             key="schema_version", value=str(schema.SCHEMA_VERSION)
@@ -57,16 +56,20 @@ class MetadataStore:
     def write(self) -> Iterator[Connection]:
         """One atomic unit of work: state rows and their audit events commit together."""
         self.ensure_schema()
-        with _translated(), self.engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE: True})
+        with _translated(), self.engine.connect() as raw:
+            conn = raw.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, *, snapshot: bool = True) -> Iterator[Connection]:
+        """A read; with ``snapshot=False`` no transaction is opened, which is right (and
+        cheaper) for a single statement."""
         self.ensure_schema()
-        with _translated(), self.engine.connect() as conn, conn.begin():
-            yield conn
+        with _translated(), self.engine.connect() as raw:
+            conn = raw if snapshot else raw.execution_options(**{_NO_BEGIN: True})
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -85,8 +88,7 @@ def _translated() -> Iterator[None]:
         text = _first_line(exc)
         if "locked" in text or "busy" in text:
             raise StoreError(
-                "the registry database stayed locked by another writer for too long; "
-                "try again"
+                "the registry database stayed locked by another writer for too long; try again"
             ) from exc
         raise StoreError(f"metadata store failed: {text}") from exc
     except DBAPIError as exc:
@@ -127,8 +129,10 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(_NO_BEGIN):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
 
     return engine
 

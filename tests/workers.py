@@ -1,0 +1,54 @@
+"""Entry points for the multi-process tests (importable by spawned processes)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from modelvault import Registry, Settings
+
+
+def open_registry(home: str, actor: str) -> Registry:
+    return Registry(settings=Settings.from_env(env={}, home=Path(home), actor=actor))
+
+
+def register_many(home: str, worker: int, count: int, scratch: str) -> list[int]:
+    reg = open_registry(home, f"worker{worker}")
+    numbers = []
+    for i in range(count):
+        path = Path(scratch) / f"w{worker}-{i}.bin"
+        path.write_bytes(f"worker {worker} item {i}".encode())
+        v = reg.register(
+            "race",
+            path,
+            capture_code=False,
+            capture_environment=False,
+            params={"worker": worker, "i": i},
+        )
+        numbers.append(v.number)
+    reg.close()
+    return numbers
+
+
+def promote_one(home: str, number: int, start: float) -> int:
+    import time
+
+    reg = open_registry(home, "deployer")
+    while time.time() < start:
+        time.sleep(0.001)
+    t = reg.promote(f"race:{number}", "production", reason=f"race {number}")
+    reg.close()
+    return t.audit_seq
+
+
+def register_big(home: str, path: str) -> None:
+    """Registers one large file; the crash test kills this process at a random moment."""
+    reg = open_registry(home, "crasher")
+    reg.init()
+    print("ready", flush=True)
+    reg.register("big", Path(path), capture_code=False, capture_environment=False)
+    reg.close()
+
+
+if __name__ == "__main__":
+    register_big(sys.argv[1], sys.argv[2])
