@@ -107,7 +107,7 @@ def test_story_through_the_cli(cli: CLI, tmp_path: Path) -> None:
     assert events[-1]["action"] == "alias.set"
     verified = cli.json("audit", "verify")
     assert verified["ok"] is True
-    code, out, err = cli.run("versions", "fraud")
+    code, out, _err = cli.run("versions", "fraud")
     assert code == 0 and "fraud:2" in out
     code, out, _err = cli.run("audit")
     assert code == 0 and "stage.rollback" in out

@@ -74,6 +74,8 @@ def test_sigkill_during_registration(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     assert proc.wait() == 0
     duration = time.perf_counter() - t0
+    assert proc.stdout is not None
+    proc.stdout.close()
     completed = _check_store(home)
     assert completed == 1
     killed = 0
@@ -86,6 +88,8 @@ def test_sigkill_during_registration(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
         proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
         completed = _check_store(home)
     assert killed >= TRIALS // 2, f"only {killed} of {TRIALS} trials were killed mid-way"
     assert 1 <= completed <= TRIALS + 1

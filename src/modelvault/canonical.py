@@ -14,7 +14,7 @@ from typing import Any
 from .errors import InvalidInput
 
 DIGEST_PREFIX = "sha256:"
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -38,7 +38,7 @@ def digest_of(value: Any) -> str:
 
 
 def is_digest(text: str) -> bool:
-    return bool(_DIGEST_RE.match(text))
+    return isinstance(text, str) and _DIGEST_RE.fullmatch(text) is not None
 
 
 def check_digest(text: str, *, field: str = "digest") -> str:

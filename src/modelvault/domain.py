@@ -24,6 +24,10 @@ def frozen_map(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(data or {}))
 
 
+def _empty_map() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
 def as_json(value: Any) -> Any:
     """Plain JSON-ready data for a domain object (dataclasses, mappings, times, enums)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -119,9 +123,9 @@ class Version:
     label: str | None = None
     size: int = 0
     file_count: int = 0
-    params: Mapping[str, Scalar] = field(default_factory=frozen_map)
-    metrics: Mapping[str, float] = field(default_factory=frozen_map)
-    tags: Mapping[str, str] = field(default_factory=frozen_map)
+    params: Mapping[str, Scalar] = field(default_factory=_empty_map)
+    metrics: Mapping[str, float] = field(default_factory=_empty_map)
+    tags: Mapping[str, str] = field(default_factory=_empty_map)
     datasets: tuple[DatasetRef, ...] = ()
     code: CodeRef | None = None
     environment: EnvironmentInfo | None = None

@@ -16,8 +16,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from .blobs.base import BlobStore, is_blob_digest
-from .canonical import canonical_json, sha256_digest
+from .blobs.base import BlobStore
+from .canonical import canonical_json, is_digest, sha256_digest
 from .domain import FileEntry, Manifest
 from .errors import IntegrityError, InvalidInput
 from .limits import LIMITS
@@ -236,7 +236,7 @@ def _entry_problem(raw: object, index: int) -> str | None:
         return f"file #{index} path {path!r} {problem}"
     if type(size) is not int or size < 0:
         return f"file {path!r} has size {size!r}; sizes are non-negative integers"
-    if not isinstance(digest, str) or not is_blob_digest(digest):
+    if not isinstance(digest, str) or not is_digest(digest):
         return f"file {path!r} has malformed digest {digest!r}"
     if type(mode) is not int or not 0 <= mode <= 0o777:
         return f"file {path!r} has mode {mode!r}; modes are permission bits 0-0o777"

@@ -50,7 +50,7 @@ class Registry:
         from .service.context import Context, check_actor
         from .store.engine import open_metadata_store
 
-        base = settings or Settings.from_env(**({"home": Path(home)} if home else {}))
+        base = settings or (Settings.from_env(home=Path(home)) if home else Settings.from_env())
         overrides: dict[str, Any] = {}
         if actor is not None:
             overrides["actor"] = check_actor(actor)

@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
         "policy",
         "MODELVAULT_POLICY",
         "$MODELVAULT_HOME/policy.toml",
-        "Promotion policy file (see docs/policy.md).",
+        "Promotion policy file (docs/policy.md).",
     ),
     Setting(
         "sqlite_synchronous",

@@ -25,14 +25,9 @@ class PutResult:
     stored: bool
 
 
-def is_blob_digest(text: str) -> bool:
-    """True for exactly ``sha256:`` + 64 lowercase hex digits (no trailing newline)."""
-    return len(text) == 71 and is_digest(text)
-
-
 def checked_digest(digest: str) -> str:
     """*digest* itself, or InvalidInput when it is not a well-formed blob name."""
-    if not isinstance(digest, str) or not is_blob_digest(digest):
+    if not isinstance(digest, str) or not is_digest(digest):
         raise InvalidInput(
             f"digest must look like sha256:<64 lowercase hex digits>, got {str(digest)[:80]!r}",
             field="digest",

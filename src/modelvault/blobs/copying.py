@@ -171,7 +171,7 @@ def copy_stream(
     if sink is not None and (expected_size is None or expected_size > CHUNK):
         return _copy_pipelined(source, sink, state)
     # Small sources get a buffer of their size + 1, so a read of 0 proves EOF cheaply.
-    view = memoryview(bytearray(CHUNK if expected_size is None else expected_size + 1))
+    view = memoryview(bytearray(CHUNK if expected_size is None else min(CHUNK, expected_size + 1)))
     if sink is not None:
         sink.begin(aligned=False)
     while n := state.read(source, view):
@@ -180,8 +180,8 @@ def copy_stream(
                 sink.write(view[:n])
             except OSError as exc:
                 raise SinkError(exc) from None
-        if progress is not None:
-            progress(n)
+        if state.progress is not None:
+            state.progress(n)
     return state.done()
 
 

@@ -22,7 +22,7 @@ from ..domain import EnvironmentInfo
 def installed_packages() -> tuple[tuple[str, str], ...]:
     found: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             found.setdefault(name.lower().replace("_", "-"), dist.version)
     return tuple(sorted(found.items()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -361,9 +361,11 @@ def alias_history(
         render.alias_history(found)
 
 
-def _expect(value: str | None) -> int | str | None:
-    if value is None or value == "none":
-        return value
+def _expect(value: str | None) -> int | Literal["none"] | None:
+    if value is None:
+        return None
+    if value == "none":
+        return "none"
     if not value.isdigit():
         raise InvalidInput(f"--expect {value!r}: give a version number or 'none'", field="expect")
     return int(value)

@@ -99,7 +99,7 @@ def _version_statement(selector: str, timed: bool, stage: str | None = None) -> 
 
     The stage is written as a literal (one statement per stage): bound, it would make SQLite
     re-plan the statement on every call, since a partial index depends on its value."""
-    at = bindparam("at") if timed else None
+    at: Any = bindparam("at") if timed else None
     query = base_version_select(at).where(
         P.c.name == bindparam("project"), M.c.name == bindparam("model")
     )
@@ -116,7 +116,7 @@ def _version_statement(selector: str, timed: bool, stage: str | None = None) -> 
             and_(
                 held.c.model_id == M.c.id,
                 held.c.version_id == V.c.id,
-                held.c.stage == literal_column(f"'{Stage(stage).value}'"),
+                held.c.stage == literal_column(f"'{Stage(stage or '').value}'"),
                 _open_at(held, at),
             ),
         ).order_by(V.c.number.desc())
