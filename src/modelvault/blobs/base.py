@@ -59,6 +59,12 @@ class BlobStore(Protocol):
 
     def size(self, digest: str) -> int: ...
 
+    def sync(self) -> None:
+        """Make the names of every blob put so far durable. A file's bytes are synced before
+        it gets its name; the directory entries are synced here, together, so that callers
+        pay for one round of directory syncs however many blobs they stored. Call it before
+        committing metadata that refers to the blobs."""
+
 
 def _open_local(url: str) -> BlobStore:
     from .local import LocalBlobStore

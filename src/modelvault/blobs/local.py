@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,8 @@ class LocalBlobStore:
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._ready = False
+        self._unsynced: set[Path] = set()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -213,7 +216,36 @@ class LocalBlobStore:
         # Another writer may have published the same digest meanwhile: replacing its file
         # with identical bytes is harmless, and rename keeps the name always complete.
         os.rename(temp, final)
-        fsync_dir(shard)
+        with self._lock:
+            self._unsynced.add(shard)
+
+    def sync(self) -> None:
+        with self._lock:
+            pending, self._unsynced = list(self._unsynced), set()
+        try:
+            if len(pending) == 1:
+                fsync_dir(pending[0])
+            elif pending:
+                # concurrent fsyncs share journal commits: one round instead of one each
+                errors: list[OSError] = []
+
+                def run(directory: Path) -> None:
+                    try:
+                        fsync_dir(directory)
+                    except OSError as exc:
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=run, args=(d,)) for d in pending]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                if errors:
+                    raise errors[0]
+        except OSError as exc:
+            with self._lock:
+                self._unsynced.update(pending)
+            raise store_error(exc, f"blob store {self.root}") from None
 
 
 def _missing(digest: str) -> NotFound:

@@ -60,6 +60,9 @@ class MemoryBlobStore:
     def verify(self, digest: str) -> bool:
         return sha256_digest(self._get(digest)) == digest
 
+    def sync(self) -> None:
+        """Nothing to make durable in memory."""
+
     def digests(self) -> list[str]:
         return sorted(self._blobs)
 

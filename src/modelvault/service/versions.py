@@ -69,7 +69,7 @@ class RegisterRequest:
     progress: Callable[[int], Progress | None] | None = None
 
 
-def _pin(ctx: Context, conn: Connection, text: str, what: str) -> tuple[str, int]:
+def _pin(ctx: Context, conn: Connection, text: str) -> tuple[str, int]:
     """Resolve a reference now and pin it to an exact PROJECT/MODEL:N."""
     ref = ctx.ref(text)
     row = version_row(conn, ctx, ref)
@@ -210,19 +210,23 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         )
     # every path problem is reported before a byte is stored
     scanned = scan(req.path) if req.path is not None else None
-    with ctx.store.read() as conn:
-        parents = [_pin(ctx, conn, p, "parent") for p in req.parents]
-        components = [_pin(ctx, conn, c, "component") for c in req.components]
-        inference_config = None
-        if req.inference_config is not None:
-            inference_config, _ = _pin(ctx, conn, req.inference_config, "inference config")
-            if version_row(conn, ctx, ctx.ref(inference_config)).kind != "config":
-                raise InvalidInput(
-                    f"inference config {req.inference_config} is not a config version",
-                    field="inference_config",
-                )
-        if req.label is not None:
-            _check_label_free(conn, project, req.model, req.label)
+    parents: list[tuple[str, int]] = []
+    components: list[tuple[str, int]] = []
+    inference_config = None
+    if req.parents or req.components or req.inference_config or req.label:
+        with ctx.store.read() as conn:
+            parents = [_pin(ctx, conn, p) for p in req.parents]
+            components = [_pin(ctx, conn, c) for c in req.components]
+            if req.inference_config is not None:
+                row = version_row(conn, ctx, ctx.ref(req.inference_config))
+                if row.kind != "config":
+                    raise InvalidInput(
+                        f"inference config {req.inference_config} is not a config version",
+                        field="inference_config",
+                    )
+                inference_config = f"{row.project_name}/{row.model_name}:{row.number}"
+            if req.label is not None:
+                _check_label_free(conn, project, req.model, req.label)
     datasets = [
         d if isinstance(d, DatasetRef) else parse_dataset(d, ctx.blobs) for d in req.datasets
     ]
@@ -240,6 +244,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     code, env, extra = _capture(ctx, req)
     blob_roles.extend(extra)
     flavor = req.flavor or _detect_flavor(manifest)
+    ctx.blobs.sync()  # every blob name durable before the metadata that refers to it
 
     at = ctx.now()
     with ctx.store.write() as conn:
