@@ -43,7 +43,12 @@ def train(out: Path, data_dir: Path, *, c: float, seed: int) -> dict[str, float]
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="modelvault-demo-"))
-    env = {**os.environ, "MODELVAULT_HOME": str(work / "home"), "MODELVAULT_ACTOR": "alice"}
+    env = {
+        **os.environ,
+        "MODELVAULT_HOME": str(work / "home"),
+        "MODELVAULT_ACTOR": "alice",
+        "COLUMNS": os.environ.get("COLUMNS", "150"),
+    }
     env.pop("MODELVAULT_DB", None)
     env.pop("MODELVAULT_BLOBS", None)
 

@@ -123,7 +123,12 @@ def test_story_through_the_cli(cli: CLI, tmp_path: Path) -> None:
         (("show", "nope:1"), 3, "does not exist"),
         (("show", "m::1"), 2, "cannot read reference"),
         (("promote", "m:1", "--to", "prod"), 2, "unknown stage"),
-        (("search", "metrics.auc >"), 2, "query"),
+        (("search", "metrics.auc >"), 2, "expected a value after metrics.auc"),
+        (
+            ("search", "tags.team = fraud"),
+            2,
+            'values must be quoted: write "fraud"\ntags.team = fraud\n            ^',
+        ),
         (("rollback", "m", "--reason", "x"), 3, "does not exist"),
         (("show", "m:1", "--at", "yesterday-ish"), 2, "cannot read"),
     ],
@@ -189,3 +194,36 @@ def test_exit_code_table_matches_error_classes() -> None:
 
     for name, code, _ in EXIT_CODES:
         assert getattr(errors, name).exit_code == code
+
+
+def test_progress_bars_only_for_large_transfers() -> None:
+    from modelvault.cli.output import PROGRESS_THRESHOLD, progress_bars
+
+    with progress_bars(True, "storing") as factory:
+        assert factory(PROGRESS_THRESHOLD - 1) is None
+        tick = factory(PROGRESS_THRESHOLD + 1)
+        assert tick is not None
+        tick(1024)
+    with progress_bars(False, "storing") as factory:
+        assert factory(PROGRESS_THRESHOLD * 10) is None
+
+
+def test_large_registration_reports_progress_through_the_sdk(reg: object, tmp_path: Path) -> None:
+    from modelvault import Registry
+
+    assert isinstance(reg, Registry)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x01" * (3 << 20))
+    seen: list[int] = []
+    totals: list[int] = []
+
+    def factory(total: int) -> object:
+        totals.append(total)
+        return seen.append
+
+    reg.register("big", big, progress=factory, capture_environment=False)  # type: ignore[arg-type]
+    assert totals == [3 << 20]
+    assert sum(seen) == 3 << 20
+    pulled: list[int] = []
+    reg.pull("big:1", tmp_path / "out", progress=lambda total: pulled.append)
+    assert sum(pulled) == 3 << 20

@@ -255,21 +255,30 @@ def test_bad_paths_are_refused_and_nothing_written(reg: Registry, tmp_path: Path
     assert not blob_dir.exists() or not any(p.is_file() for p in blob_dir.rglob("*"))
 
 
-def test_unreadable_file_is_refused(reg: Registry, tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        # root reads everything; make the file unreadable in a way root cannot bypass:
-        # a FIFO is not a regular file and is refused for the same reason (cannot be read).
-        d = tmp_path / "fifo"
-        d.mkdir()
-        os.mkfifo(d / "pipe")
-        (d / "model.bin").write_bytes(b"m")
-        with pytest.raises(InvalidInput):
-            reg.register("m", d)
-    else:
-        d = write_model(tmp_path, "locked", b"m")
-        (d / "model.bin").chmod(0)
-        with pytest.raises(InvalidInput):
-            reg.register("m", d)
+def test_unreadable_file_is_refused(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = write_model(tmp_path, "locked", b"m")
+    locked = str(d / "model.bin")
+    real_open = os.open
+
+    def deny(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if str(path) == locked:  # root reads mode-000 files, so deny the way the OS would
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(InvalidInput, match=r"cannot read model\.bin: Permission denied"):
+        reg.register("m", d)
+    monkeypatch.undo()
+    _nothing_written(reg)
+
+
+def test_special_files_are_refused(reg: Registry, tmp_path: Path) -> None:
+    d = write_model(tmp_path, "fifo", b"m")
+    os.mkfifo(d / "pipe")
+    with pytest.raises(InvalidInput, match="pipe"):
+        reg.register("m", d)
     _nothing_written(reg)
 
 
