@@ -75,8 +75,13 @@ def bench_register_in_git(work: Path, count: int) -> dict[str, Any]:
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / "train.py").write_text("print(1)\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@example.com",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@example.com",
+    }
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True, env=env)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "x"], check=True, env=env)
     reg = _registry(work / "githome")
@@ -104,7 +109,31 @@ def _best(fn: Any, repeat: int) -> float:
     return statistics.median(times)
 
 
+def _evict(path: Path) -> None:
+    """Drop a file's pages from the page cache, so the next read comes from the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _sha256_file(path: Path) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+
+
 def bench_large_file(work: Path, size_mib: int, repeat: int) -> dict[str, Any]:
+    """Register and pull one large file, next to cp and one-pass SHA-256 of the same bytes.
+
+    Reads are measured both warm (bytes in the page cache) and cold (evicted first), each
+    against SHA-256 over the same bytes in the same state: a verified copy cannot beat that.
+    """
+    from modelvault.blobs import LocalBlobStore
+
     size = size_mib * 1024 * 1024
     src = work / "large.bin"
     with open(src, "wb") as fh:
@@ -112,45 +141,55 @@ def bench_large_file(work: Path, size_mib: int, repeat: int) -> dict[str, Any]:
         for _ in range(size_mib):
             fh.write(block)
 
-    def sha() -> None:
-        h = hashlib.sha256()
-        with open(src, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-
     def cp() -> None:
         dst = work / "copy.bin"
         subprocess.run(["cp", str(src), str(dst)], check=True)
         dst.unlink()
 
-    sha_s = _best(sha, repeat)
+    sha_s = _best(lambda: _sha256_file(src), repeat)
     cp_s = _best(cp, repeat)
-    register_times, pull_times = [], []
+    figures: dict[str, list[float]] = {
+        k: [] for k in ("register", "pull_warm", "pull_cold", "sha_cold")
+    }
     for i in range(repeat):
         home = work / f"lhome{i}"
         reg = _registry(home)
         reg.init()
         with open(src, "r+b") as fh:  # fresh bytes each time so nothing is deduplicated
             fh.write(os.urandom(32))
+        _sha256_file(src)  # source warm, as it is right after training wrote it
         t0 = time.perf_counter()
         reg.register("large", src, capture_code=False, capture_environment=False)
-        register_times.append(time.perf_counter() - t0)
-        dest = work / f"pulled{i}"
+        figures["register"].append(time.perf_counter() - t0)
+        blob = LocalBlobStore(home / "blobs").path_of(reg.manifest("large:1").files[0].digest)
+        _evict(blob)
         t0 = time.perf_counter()
-        reg.pull("large:1", dest)
-        pull_times.append(time.perf_counter() - t0)
+        _sha256_file(blob)
+        figures["sha_cold"].append(time.perf_counter() - t0)
+        for label in ("pull_cold", "pull_warm"):
+            if label == "pull_cold":
+                _evict(blob)
+            else:
+                _sha256_file(blob)
+            dest = work / f"pulled{i}"
+            t0 = time.perf_counter()
+            reg.pull("large:1", dest)
+            figures[label].append(time.perf_counter() - t0)
+            shutil.rmtree(dest)
         reg.close()
-        shutil.rmtree(dest)
         shutil.rmtree(home)
-    reg_s, pull_s = statistics.median(register_times), statistics.median(pull_times)
+    med = {k: statistics.median(v) for k, v in figures.items()}
     return {
         "size_mib": size_mib,
         "sha256_mb_s": _rate(size, sha_s),
+        "sha256_cold_mb_s": _rate(size, med["sha_cold"]),
         "cp_mb_s": _rate(size, cp_s),
-        "register_mb_s": _rate(size, reg_s),
-        "pull_mb_s": _rate(size, pull_s),
-        "register_vs_sha256": sha_s / reg_s,
-        "pull_vs_sha256": sha_s / pull_s,
+        "register_mb_s": _rate(size, med["register"]),
+        "pull_warm_mb_s": _rate(size, med["pull_warm"]),
+        "pull_cold_mb_s": _rate(size, med["pull_cold"]),
+        "register_vs_sha256": sha_s / med["register"],
+        "pull_warm_vs_sha256": sha_s / med["pull_warm"],
+        "pull_cold_vs_sha256_cold": med["sha_cold"] / med["pull_cold"],
     }
 
 
@@ -189,17 +228,33 @@ def main() -> int:
     (out / "registry.json").write_text(json.dumps(results, indent=2))
     r, g, lf = results["register"], results["register_in_git"], results["large_file"]
     rows = [
-        ("register (10 params, 20 metrics, 5 tags, 64 KiB)", f"{r['versions_per_second']:.0f}/s",
-         ">= 500/s"),
+        (
+            "register (10 params, 20 metrics, 5 tags, 64 KiB)",
+            f"{r['versions_per_second']:.0f}/s",
+            ">= 500/s",
+        ),
         ("register inside a git work tree", f"{g['versions_per_second']:.0f}/s", ""),
         ("get('MODEL@production') p50", f"{r['get_production_p50_ms']:.3f} ms", "<= 0.2 ms"),
         ("get('MODEL@production') p95", f"{r['get_production_p95_ms']:.3f} ms", ""),
         (f"sha256 of {lf['size_mib']} MiB (hashlib)", f"{lf['sha256_mb_s']:.0f} MB/s", ""),
         (f"cp of {lf['size_mib']} MiB", f"{lf['cp_mb_s']:.0f} MB/s", ""),
-        ("register large file", f"{lf['register_mb_s']:.0f} MB/s "
-         f"({lf['register_vs_sha256']:.0%} of sha256)", ">= 70 %"),
-        ("pull large file (verified)", f"{lf['pull_mb_s']:.0f} MB/s "
-         f"({lf['pull_vs_sha256']:.0%} of sha256)", ">= 70 %"),
+        (
+            "register large file",
+            f"{lf['register_mb_s']:.0f} MB/s ({lf['register_vs_sha256']:.0%} of sha256)",
+            ">= 70 %",
+        ),
+        (
+            "pull large file, blob in page cache",
+            f"{lf['pull_warm_mb_s']:.0f} MB/s ({lf['pull_warm_vs_sha256']:.0%} of sha256)",
+            ">= 70 %",
+        ),
+        ("sha256 of the blob, evicted from cache", f"{lf['sha256_cold_mb_s']:.0f} MB/s", ""),
+        (
+            "pull large file, blob evicted",
+            f"{lf['pull_cold_mb_s']:.0f} MB/s "
+            f"({lf['pull_cold_vs_sha256_cold']:.0%} of cold sha256)",
+            "",
+        ),
         ("modelvault --version", f"{results['cli']['version_ms_median']:.0f} ms", "< 300 ms"),
     ]
     width = max(len(a) for a, _, _ in rows)
