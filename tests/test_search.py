@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, select
 
 from modelvault import InvalidInput, QuerySyntaxError, Registry
+from modelvault.search import search_clause
 from modelvault.search.parser import (
     And,
     Comparison,
@@ -21,6 +23,7 @@ from modelvault.search.parser import (
     Or,
     parse_query,
 )
+from modelvault.store import schema
 
 from .conftest import FakeClock, write_model
 
@@ -89,6 +92,15 @@ def test_lists_quotes_and_keys() -> None:
         ("model in ('a' 'b')", 14, "expected ',' or ')'"),
         ("metrics.auc ~ 1", 12, "unexpected character '~'"),
         ("model not like 'x'", 10, "expected 'in' after 'not'"),
+        ('created_at > "99999999999d"', 13, "out of range"),
+        ('created_at > "0001-01-01T00:00+01:00"', 13, "out of range"),
+        ('created_at > "0999-01-01"', 13, "out of range"),
+        ("version = 99999999999999999999", 10, "out of range"),
+        ("metrics.auc > 1" + "0" * 400, 14, "out of range"),
+        ("tags.team = 99999999999999999999", 12, "is text"),
+        ("version = \u0663", 10, "unexpected character"),
+        ("(" * 65 + "version = 1" + ")" * 65, 64, "nests deeper"),
+        ("not " * 65 + "version = 1", 256, "nests deeper"),
     ],
 )
 def test_errors_name_the_position(query: str, position: int, message: str) -> None:
@@ -196,6 +208,43 @@ def test_arbitrary_text_only_ever_raises_query_errors(text: str) -> None:
     assert 0 <= position <= len(text)
 
 
+_CLAUSE = st.tuples(
+    st.sampled_from(["metrics.auc", "params.lr", "tags.team", "stage", "label", "created_at"]),
+    st.sampled_from(["=", "!=", "<", ">=", "in", "not in"]),
+    st.sampled_from(
+        [
+            *("1", "-2.5e3", "99999999999999999999", "1" + "0" * 400, "1e999", "true"),
+            *('"staging"', '"x"', '"99999999999d"', '"0001-01-01T00:00+01:00"', '"0999-01-01"'),
+        ]
+    ),
+).map(lambda t: f"{t[0]} {t[1]} {'(' + t[2] + ')' if 'in' in t[1] else t[2]}")
+_SOUP = st.lists(
+    st.one_of(_CLAUSE, st.sampled_from(["and", "or", "not", "(", ")", ",", "version", "="])),
+    max_size=8,
+).map(" ".join)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    engine = create_engine("sqlite://")
+    schema.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_SOUP, nodes.map(render)))
+def test_token_soup_parses_compiles_and_runs_or_fails_cleanly(engine: Engine, text: str) -> None:
+    try:
+        clause = search_clause(text)
+    except QuerySyntaxError:
+        return
+    v, m, p = schema.versions, schema.models, schema.projects
+    joined = v.join(m, v.c.model_id == m.c.id).join(p, m.c.project_id == p.c.id)
+    with engine.connect() as conn:
+        conn.execute(select(v.c.id).select_from(joined).where(clause)).all()
+
+
 @pytest.fixture
 def catalog(
     reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path, clock: FakeClock
@@ -255,6 +304,10 @@ def _found(reg: Registry, query: str) -> list[str]:
         ("tags.team = \"' OR ''='\"", []),
         ("params.missing = 1", []),
         ("not params.missing = 1 and model = 'churn'", ["churn:1", "churn:2"]),
+        ("metrics.auc < 99999999999999999999", ["churn:1", "fraud:1", "fraud:2"]),
+        ("label != '1.0.0'", []),
+        ("not label = '1.0.0'", ["churn:1", "churn:2", "fraud:1", "fraud:2"]),
+        ("label not in ('1.0.0') and model = 'fraud'", ["fraud:1", "fraud:2"]),
     ],
 )
 def test_queries_select_the_right_versions(

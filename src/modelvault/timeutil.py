@@ -40,7 +40,10 @@ def parse_time(text: str, *, now: datetime | None = None, field: str = "time") -
     rel = _RELATIVE.match(raw)
     if rel:
         base = now or utc_now()
-        return base - timedelta(**{_UNITS[rel.group(2)]: int(rel.group(1))})
+        try:
+            return base - timedelta(**{_UNITS[rel.group(2)]: int(rel.group(1))})
+        except OverflowError:
+            raise InvalidInput(f"{field}: {text!r} reaches too far back", field=field) from None
     candidate = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
     try:
         moment = datetime.fromisoformat(candidate)

@@ -91,7 +91,13 @@ def _comparison(node: Comparison) -> ColumnElement[bool]:
             )
         )
         return named if op == "=" else not_(named)
-    return _compare(_PLAIN_COLUMNS[field.namespace], op, value)
+    column = _PLAIN_COLUMNS[field.namespace]
+    return _guarded(column, _compare(column, op, value))
+
+
+def _guarded(column: Any, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A NULL column (a version without a label) fails the test, so ``not`` of it holds."""
+    return and_(column.is_not(None), condition) if column.nullable else condition
 
 
 def _in_list(node: InList) -> ColumnElement[bool]:
@@ -105,7 +111,8 @@ def _in_list(node: InList) -> ColumnElement[bool]:
     elif field.namespace in ("stage", "alias"):
         matched = or_(*(_comparison(Comparison(field, "=", v)) for v in values))
     else:
-        matched = _PLAIN_COLUMNS[field.namespace].in_(values)
+        column = _PLAIN_COLUMNS[field.namespace]
+        matched = _guarded(column, column.in_(values))
     return not_(matched) if node.negated else matched
 
 

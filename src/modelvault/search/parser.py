@@ -21,6 +21,7 @@ from ..timeutil import parse_time, to_text
 
 MAX_QUERY_CHARS = 4096
 MAX_DEPTH = 64
+_INT64 = 2**63
 
 PREFIXED = ("params", "metrics", "tags")
 PLAIN = (
@@ -92,7 +93,7 @@ class Token:
 
 _TOKEN = re.compile(
     r"""(?P<ws>\s+)
-      |(?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?(?![A-Za-z_]))
+      |(?P<number>-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?(?![A-Za-z_]))
       |(?P<word>[A-Za-z_][A-Za-z0-9_.\-/]*)
       |(?P<op>==|!=|<=|>=|=|<|>)
       |(?P<lparen>\()|(?P<rparen>\))|(?P<comma>,)
@@ -198,14 +199,13 @@ class _Parser:
 
     def parse_not(self) -> Node:
         if self.keyword("not"):
-            self.take()
-            return Not(self.nested(self.parse_not))
+            return Not(self.nested(self.parse_not, self.take()))
         return self.parse_primary()
 
-    def nested(self, parse: Callable[[], Node]) -> Node:
+    def nested(self, parse: Callable[[], Node], opening: Token) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.error(f"the query nests deeper than {MAX_DEPTH} levels")
+            raise self.error(f"the query nests deeper than {MAX_DEPTH} levels", opening)
         try:
             return parse()
         finally:
@@ -214,8 +214,7 @@ class _Parser:
     def parse_primary(self) -> Node:
         token = self.peek()
         if token.kind == "lparen":
-            self.take()
-            node = self.nested(self.parse_or)
+            node = self.nested(self.parse_or, self.take())
             if self.peek().kind != "rparen":
                 raise self.error("'(' is never closed", token)
             self.take()
@@ -290,7 +289,20 @@ class _Parser:
             raise self.error(
                 f"expected a value after {field}, found {token.text or 'the end'!r}", token
             )
-        return self.check_type(field, value, token)
+        return self.check_type(field, self.check_range(field, value, token), token)
+
+    def check_range(self, field: Field, value: Value, token: Token) -> Value:
+        """Integers beyond 64 bits cannot be bound (SQLite raises); numbers compare as floats."""
+        if isinstance(value, bool) or not isinstance(value, int) or -_INT64 <= value < _INT64:
+            return value
+        if field.namespace in ("metrics", "params"):
+            try:
+                return float(value)
+            except OverflowError:
+                pass
+        elif field.namespace != "version":
+            return value  # check_type names the type error
+        raise self.error(f"number {token.text} is out of range", token)
 
     def check_type(self, field: Field, value: Value, token: Token) -> Value:
         ns = field.namespace
@@ -310,9 +322,14 @@ class _Parser:
             if not isinstance(value, str):
                 raise self.error("created_at compares with a quoted time", token)
             try:
-                return to_text(parse_time(value, field="created_at"))
+                stored = to_text(parse_time(value, field="created_at"))
             except InvalidInput as exc:
                 raise self.error(exc.message, token) from None
+            except (ValueError, OverflowError):  # e.g. "99999999999d", year 1 at +01:00
+                stored = ""
+            if len(stored) != 27:  # stored times are fixed-width; years before 1000 are not
+                raise self.error(f"created_at: time {value!r} is out of range", token)
+            return stored
         if ns == "params" and isinstance(value, bool):
             return "true" if value else "false"
         return value
