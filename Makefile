@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck fmt bench docs clean
+.PHONY: demo test lint typecheck fmt bench bench-compare reliability docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ docs: $(DEVSTAMP)
 	$(BIN)/python -m modelvault.cli.docgen > docs/cli-reference.md
 
 bench: $(DEVSTAMP)
-	$(BIN)/python bench/registry_bench.py
+	$(BIN)/python -m bench
+
+bench-compare: $(DEVSTAMP)
+	$(BIN)/python -m bench.compare
+
+# The reliability suite at full scale (CI runs it at a bounded scale inside `make test`).
+reliability: $(DEVSTAMP)
+	MODELVAULT_RELIABILITY_SCALE=full $(BIN)/python -m pytest tests/reliability -n 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

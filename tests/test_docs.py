@@ -77,6 +77,7 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "project": "proj",
         "policy": str(tmp_path / "p.toml"),
         "sqlite_synchronous": "NORMAL",
+        "sqlite_busy_ms": "250",
     }
     assert set(values) == {s.name for s in SETTINGS}
     env = {s.env: values[s.name] for s in SETTINGS}

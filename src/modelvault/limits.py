@@ -37,6 +37,7 @@ LIMITS: dict[str, int] = {
     "components_per_version": 200,
     "reference_chars": 2048,
     "config_bytes": 1_048_576,
+    "manifest_bytes": 67_108_864,
 }
 
 _NAME = re.compile(NAME_PATTERN)

@@ -143,9 +143,18 @@ def _names(directory: Path, rel: str) -> list[str]:
 
 def scan(root: Path) -> list[ScannedFile]:
     """Every file under *root* (or *root* itself), validated before any byte is stored."""
+    if "\x00" in str(root):
+        raise InvalidInput("path contains a NUL character", path=repr(str(root)))
+    if str(root) == "":
+        raise InvalidInput("path is empty", path="")
     root = Path(root)
     try:
         root.lstat()
+    except FileNotFoundError:
+        raise InvalidInput(f"path does not exist: {root}", path=str(root)) from None
+    except OSError as exc:  # too long a name, permission on a parent, ...
+        raise InvalidInput(f"cannot read {root}: {exc.strerror}", path=str(root)) from None
+    try:
         real_root = root.resolve(strict=True)
     except FileNotFoundError:
         raise InvalidInput(f"path does not exist: {root}", path=str(root)) from None

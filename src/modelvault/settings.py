@@ -49,6 +49,12 @@ SETTINGS: tuple[Setting, ...] = (
         "FULL",
         "SQLite synchronous pragma: FULL (durable on power loss) or NORMAL (faster).",
     ),
+    Setting(
+        "sqlite_busy_ms",
+        "MODELVAULT_SQLITE_BUSY_MS",
+        "60000",
+        "How long a writer waits for another writer's lock before failing, in ms.",
+    ),
 )
 
 
@@ -68,6 +74,7 @@ class Settings:
     project: str
     policy: Path
     sqlite_synchronous: str = "FULL"
+    sqlite_busy_ms: str = "60000"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | Path) -> Settings:
@@ -82,6 +89,7 @@ class Settings:
             project=source.get("MODELVAULT_PROJECT") or "default",
             policy=Path(source.get("MODELVAULT_POLICY") or home / "policy.toml"),
             sqlite_synchronous=(source.get("MODELVAULT_SQLITE_SYNCHRONOUS") or "FULL").upper(),
+            sqlite_busy_ms=source.get("MODELVAULT_SQLITE_BUSY_MS") or "60000",
         )
         rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
         return replace(settings, **rest) if rest else settings  # type: ignore[arg-type]

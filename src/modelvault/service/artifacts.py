@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..domain import Manifest, PullResult
 from ..errors import Conflict, IntegrityError, InvalidInput
+from ..limits import LIMITS
 from ..manifest import parse_manifest, safe_dest_path
 from .context import Context
 
@@ -22,6 +23,14 @@ Progress = Callable[[int], None]
 
 
 def read_manifest(ctx: Context, digest: str) -> Manifest:
+    # a manifest larger than any valid one is refused before it is read into memory
+    size = ctx.blobs.size(digest)
+    if size > LIMITS["manifest_bytes"]:
+        raise IntegrityError(
+            f"manifest {digest} is {size} bytes, more than any valid manifest "
+            f"({LIMITS['manifest_bytes']})",
+            digest=digest,
+        )
     return parse_manifest(ctx.blobs.read_bytes(digest, verify=True))
 
 
@@ -53,7 +62,7 @@ def pull(
             staged = safe_dest_path(staging, entry.path)
             staged.parent.mkdir(parents=True, exist_ok=True)
             try:
-                ctx.blobs.copy_to(entry.digest, staged, progress=tick)
+                copied = ctx.blobs.copy_to(entry.digest, staged, progress=tick)
             except IntegrityError as exc:
                 raise IntegrityError(
                     f"{ref}: file {entry.path} does not match its digest {entry.digest}; the "
@@ -61,6 +70,13 @@ def pull(
                     path=entry.path,
                     digest=entry.digest,
                 ) from exc
+            if copied != entry.size:
+                raise IntegrityError(
+                    f"{ref}: file {entry.path} is {copied} bytes but its manifest says "
+                    f"{entry.size}",
+                    path=entry.path,
+                    digest=entry.digest,
+                )
             os.chmod(staged, entry.mode & 0o777)
         for entry, target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -109,9 +109,15 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         raise InvalidInput(
             f"MODELVAULT_SQLITE_SYNCHRONOUS must be FULL or NORMAL, not {synchronous!r}"
         )
+    busy = settings.sqlite_busy_ms
+    if not busy.isdigit() or not 0 < int(busy) <= 3_600_000:
+        raise InvalidInput(
+            f"MODELVAULT_SQLITE_BUSY_MS must be a whole number of ms from 1 to 3600000, "
+            f"not {busy!r}"
+        )
     engine = create_engine(
         f"sqlite+pysqlite:///{path}",
-        connect_args={"timeout": 60.0, "check_same_thread": False},
+        connect_args={"timeout": int(busy) / 1000, "check_same_thread": False},
         pool_size=4,
         max_overflow=8,
     )
@@ -124,7 +130,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

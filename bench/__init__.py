@@ -1,0 +1,1 @@
+"""modelvault's benchmark harness (`python -m bench`, `make bench`, `make bench-compare`)."""

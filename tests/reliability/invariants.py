@@ -1,0 +1,101 @@
+"""Checks that must hold after any crash or race: every one reads the store directly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select
+
+from modelvault import Registry, Settings
+from modelvault.store import schema
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_store(home: Path, *, verify_all_blobs: bool = False) -> dict[str, int]:
+    """Every invariant of the store; returns a few counts for the caller's own checks."""
+    settings = Settings.from_env(env={}, home=home, actor="checker")
+    reg = Registry(settings=settings)
+    try:
+        result = reg.verify_audit()
+        assert result.ok, f"audit chain: {result.problem}"
+    finally:
+        reg.close()
+    engine = create_engine(settings.db)
+    s, a, ap, v, e = (
+        schema.stage_intervals,
+        schema.alias_intervals,
+        schema.approvals,
+        schema.versions,
+        schema.audit_events,
+    )
+    with engine.connect() as conn:
+        events = {r.seq: r for r in conn.execute(select(e)).all()}
+        # one open stage interval per version, at most one production per model
+        open_counts = conn.execute(
+            select(s.c.version_id, func.count())
+            .where(s.c.valid_to.is_(None))
+            .group_by(s.c.version_id)
+        ).all()
+        versions = conn.execute(select(v.c.id, v.c.number, v.c.digest, v.c.record)).all()
+        assert len(open_counts) == len(versions), "a version has no open stage interval"
+        assert all(n == 1 for _, n in open_counts), "a version holds two stages at once"
+        prod = conn.execute(
+            select(s.c.model_id, func.count())
+            .where(s.c.stage == "production", s.c.valid_to.is_(None))
+            .group_by(s.c.model_id)
+        ).all()
+        assert all(n == 1 for _, n in prod), "two production versions"
+        # state rows and their events: each row names an event of the right kind
+        for table, actions in (
+            (s, {"version.register", "stage.promote", "stage.rollback"}),
+            (a, {"alias.set"}),
+            (ap, {"version.approve"}),
+        ):
+            for row in conn.execute(select(table.c.audit_seq)).all():
+                event = events.get(row.audit_seq)
+                assert event is not None, f"{table.name} row without its audit event"
+                assert event.action in actions, f"{table.name} row names a {event.action} event"
+        # events and their state rows: nothing recorded that did not happen
+        stage_seqs = {r[0] for r in conn.execute(select(s.c.audit_seq)).all()}
+        alias_seqs = {r[0] for r in conn.execute(select(a.c.audit_seq)).all()}
+        approval_seqs = {r[0] for r in conn.execute(select(ap.c.audit_seq)).all()}
+        digests = {r.digest for r in versions}
+        for seq, event in events.items():
+            if event.action in ("stage.promote", "stage.rollback", "version.register"):
+                assert seq in stage_seqs, f"event {seq} ({event.action}) without its stage rows"
+            if event.action == "version.register":
+                assert json.loads(event.after)["digest"] in digests, f"event {seq}: no version"
+            if event.action == "alias.set":
+                assert seq in alias_seqs, f"event {seq} (alias.set) without its alias row"
+            if event.action == "version.approve":
+                assert seq in approval_seqs, f"event {seq} (approve) without its approval"
+        # every blob a version needs exists, and (optionally) holds the right bytes
+        blob_root = home / "blobs" / "sha256"
+        for (digest,) in conn.execute(select(schema.version_blobs.c.digest).distinct()).all():
+            hexd = digest.removeprefix("sha256:")
+            path = blob_root / hexd[:2] / hexd
+            assert path.is_file(), f"missing blob {digest}"
+            if verify_all_blobs:
+                assert _sha(path) == hexd, f"corrupt blob {digest}"
+        counts = {
+            "versions": len(versions),
+            "events": len(events),
+            "approvals": len(approval_seqs),
+            "alias_sets": len(alias_seqs),
+        }
+    engine.dispose()
+    # nothing under a final blob name ever holds the wrong bytes
+    if blob_root.exists():
+        for path in blob_root.rglob("*"):
+            if path.is_file() and path.stat().st_size < (1 << 20):
+                assert _sha(path) == path.name, f"blob {path.name} holds the wrong bytes"
+    return counts
