@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {},
     }
     tables: list[tuple[str, list[str], list[list[str]], list[str]]] = []
+    cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="mv-compare-") as tmp:
-        os.chdir(tmp)
+        os.chdir(tmp)  # outside any git work tree; restored below
         for name in args.workloads:
             peers = PEERS.get(name, [])
             mv_runs: list[Figures] = []
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"modelvault: {PENDING[name]}")
             report["workloads"][name] = summary
             tables.append((name, headers, rows, notes))
+        os.chdir(cwd)
     for name, headers, rows, notes in tables:
         print(f"\n== {name}")
         print_table(headers, rows)

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     results = {"machine": machine(), "repeat": args.repeat, "quick": args.quick, "workloads": {}}
     rows = []
+    cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="mv-bench-") as tmp:
         os.chdir(tmp)  # outside any git work tree
         for name in args.workloads:
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             results["workloads"][name] = {"figures": outcome.figures, "runs": outcome.runs}
             for key, (unit, _) in units.items():
                 rows.append([name, key, fmt(outcome.figures.get(key), unit)])
+        os.chdir(cwd)
     print_table(["workload", "figure", "modelvault (median)"], rows)
     print(f"\nwritten to {write_json('bench', results)}")
     return 0

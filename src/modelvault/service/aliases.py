@@ -59,8 +59,8 @@ def set_alias(
         raise Conflict(
             f"alias {name}@{alias} can only point at versions of {name}", model=name, alias=alias
         )
-    at = ctx.now()
     with ctx.store.write() as conn:
+        at = ctx.now()  # under the write lock, so time order is commit order
         mrow = model_row(conn, project, name)
         vrow = version_row(conn, ctx, replace(target_ref, project=project))
         if vrow.stage == Stage.RETIRED.value:
@@ -117,8 +117,8 @@ def set_alias(
 def remove_alias(ctx: Context, model: str, alias: str, expect: Expect = None) -> AliasInterval:
     project, name = resolve_model(ctx, model)
     check_alias(alias)
-    at = ctx.now()
     with ctx.store.write() as conn:
+        at = ctx.now()  # under the write lock, so time order is commit order
         mrow = model_row(conn, project, name)
         current = _current(conn, mrow.id, alias)
         if current is None:
@@ -167,7 +167,7 @@ def alias_history(ctx: Context, model: str, alias: str | None = None) -> list[Al
             select(A, V.c.number)
             .select_from(A.join(V, A.c.version_id == V.c.id))
             .where(A.c.model_id == mrow.id)
-            .order_by(A.c.valid_from, A.c.id)
+            .order_by(A.c.audit_seq, A.c.id)
         )
         if alias is not None:
             query = query.where(A.c.name == check_alias(alias))

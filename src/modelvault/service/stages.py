@@ -79,8 +79,8 @@ def approvals_of(conn: Connection, version_id: int, creator: str) -> list[str]:
 def approve(ctx: Context, ref: str, comment: str | None = None) -> Approval:
     check_text(comment, limit="comment_chars", what="comment")
     parsed = ctx.ref(ref)
-    at = ctx.now()
     with ctx.store.write() as conn:
+        at = ctx.now()  # under the write lock, so time order is commit order
         row = version_row(conn, ctx, parsed)
         subject = f"{row.project_name}/{row.model_name}:{row.number}"
         if row.created_by == ctx.actor:
@@ -148,9 +148,9 @@ def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Trans
             or None
         )
     parsed = ctx.ref(ref)
-    at = ctx.now()
-    at_text = to_text(at)
     with ctx.store.write() as conn:
+        at = ctx.now()  # under the write lock, so time order is commit order
+        at_text = to_text(at)
         row = version_row(conn, ctx, parsed)
         current = Stage(row.stage)
         check_transition(current, target, model=row.model_name, version=row.number)
@@ -249,9 +249,9 @@ def _rollback_candidates(conn: Connection, model_id: int, current_version: int |
 def rollback(ctx: Context, model: str, reason: str | None, to: int | None = None) -> Transition:
     reason = _require_reason(reason, "a rollback")
     project, name = resolve_model(ctx, model)
-    at = ctx.now()
-    at_text = to_text(at)
     with ctx.store.write() as conn:
+        at = ctx.now()  # under the write lock, so time order is commit order
+        at_text = to_text(at)
         mrow = model_row(conn, project, name)
         current = _current_production(conn, mrow.id)
         candidates = _rollback_candidates(conn, mrow.id, current.version_id if current else None)
@@ -351,7 +351,7 @@ def stage_history(ctx: Context, model: str) -> list[StageInterval]:
             select(S, V.c.number)
             .select_from(S.join(V, S.c.version_id == V.c.id))
             .where(S.c.model_id == mrow.id)
-            .order_by(S.c.valid_from, S.c.id)
+            .order_by(S.c.audit_seq, S.c.id)
         ).all()
     return [
         StageInterval(

@@ -246,8 +246,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     flavor = req.flavor or _detect_flavor(manifest)
     ctx.blobs.sync()  # every blob name durable before the metadata that refers to it
 
-    at = ctx.now()
     with ctx.store.write() as conn:
+        at = ctx.now()  # under the write lock, so time order is commit order
         model_id = _ensure_model(conn, ctx, project, req.model, req.kind, at)
         number = conn.execute(sql.BUMP_NUMBER, {"model_id": model_id}).scalar_one()
         if req.label is not None:
