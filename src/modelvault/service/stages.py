@@ -46,15 +46,23 @@ def _close(conn: Connection, interval_id: int, at: str, actor: str, why: str) ->
 
 
 def _open(
-    conn: Connection, row: Any, stage: Stage, at: str, ctx: Context, reason: str | None, seq: int
+    conn: Connection,
+    *,
+    model_id: int,
+    version_id: int,
+    stage: Stage,
+    at: str,
+    actor: str,
+    reason: str | None,
+    seq: int,
 ) -> None:
     conn.execute(
         insert(S).values(
-            model_id=row.model_id,
-            version_id=row.id,
+            model_id=model_id,
+            version_id=version_id,
             stage=stage.value,
             valid_from=at,
-            set_by=ctx.actor,
+            set_by=actor,
             reason=reason,
             audit_seq=seq,
         )
@@ -198,19 +206,27 @@ def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Trans
         )
         if replaced is not None:
             _close(conn, replaced.id, at_text, ctx.actor, "replaced")
-            conn.execute(
-                insert(S).values(
-                    model_id=row.model_id,
-                    version_id=replaced.version_id,
-                    stage=Stage.ARCHIVED.value,
-                    valid_from=at_text,
-                    set_by=ctx.actor,
-                    reason=f"replaced by {row.model_name}:{row.number}",
-                    audit_seq=event.seq,
-                )
+            _open(
+                conn,
+                model_id=row.model_id,
+                version_id=replaced.version_id,
+                stage=Stage.ARCHIVED,
+                at=at_text,
+                actor=ctx.actor,
+                reason=f"replaced by {row.model_name}:{row.number}",
+                seq=event.seq,
             )
         _close(conn, _open_interval(conn, row.id).id, at_text, ctx.actor, "promotion")
-        _open(conn, row, target, at_text, ctx, reason, event.seq)
+        _open(
+            conn,
+            model_id=row.model_id,
+            version_id=row.id,
+            stage=target,
+            at=at_text,
+            actor=ctx.actor,
+            reason=reason,
+            seq=event.seq,
+        )
     return Transition(
         project=row.project_name,
         model=row.model_name,
@@ -316,19 +332,27 @@ def rollback(ctx: Context, model: str, reason: str | None, to: int | None = None
         )
         if current is not None:
             _close(conn, current.id, at_text, ctx.actor, "rollback")
-            conn.execute(
-                insert(S).values(
-                    model_id=mrow.id,
-                    version_id=current.version_id,
-                    stage=Stage.ARCHIVED.value,
-                    valid_from=at_text,
-                    set_by=ctx.actor,
-                    reason=f"rolled back: {reason}",
-                    audit_seq=event.seq,
-                )
+            _open(
+                conn,
+                model_id=mrow.id,
+                version_id=current.version_id,
+                stage=Stage.ARCHIVED,
+                at=at_text,
+                actor=ctx.actor,
+                reason=f"rolled back: {reason}",
+                seq=event.seq,
             )
         _close(conn, open_row.id, at_text, ctx.actor, "rollback-restore")
-        _open(conn, row, Stage.PRODUCTION, at_text, ctx, reason, event.seq)
+        _open(
+            conn,
+            model_id=mrow.id,
+            version_id=row.id,
+            stage=Stage.PRODUCTION,
+            at=at_text,
+            actor=ctx.actor,
+            reason=reason,
+            seq=event.seq,
+        )
     return Transition(
         project=project,
         model=name,
