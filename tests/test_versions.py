@@ -198,6 +198,13 @@ def test_datasets_are_recorded_pinned(reg: Registry, tmp_path: Path) -> None:
     systems = [(d.name, d.system) for d in v.datasets]
     assert systems == [("train", "modelvault"), (None, "s3"), (None, "modelvault")]
     assert v.datasets[0].digest and v.datasets[0].digest.startswith("sha256:")
+    before = _blob_usage(reg.settings.home)
+    other = tmp_path / "other-data"
+    other.mkdir()
+    (other / "x.csv").write_text("fresh")
+    with pytest.raises(InvalidInput, match="unsupported scheme"):
+        reg.register("m", write_model(tmp_path, "o", b"o"), datasets=[str(other), "nope://x"])
+    assert _blob_usage(reg.settings.home) == before  # the valid path was not snapshotted
     with pytest.raises(InvalidInput, match="versionId"):
         reg.register("m", write_model(tmp_path, "n", b"n"), datasets=["s3://bucket/claims.parquet"])
 

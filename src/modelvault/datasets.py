@@ -43,7 +43,9 @@ def snapshot_path(path: Path, blobs: BlobStore) -> str:
     return blobs.put_bytes(manifest_bytes(entries)).digest
 
 
-def parse_dataset(text: str, blobs: BlobStore) -> DatasetRef:
+def parse_dataset(text: str, blobs: BlobStore | None) -> DatasetRef:
+    """Read a dataset reference; with *blobs* None a local path is only checked, not
+    snapshotted (a dry run that stores nothing)."""
     if not isinstance(text, str) or not text.strip() or len(text) > LIMITS["reference_chars"]:
         raise InvalidInput("a dataset reference must be 1-2048 characters", field="dataset")
     name: str | None = None
@@ -59,6 +61,8 @@ def parse_dataset(text: str, blobs: BlobStore) -> DatasetRef:
         path = Path(ref)
         if not path.exists():
             raise _refuse(text, "no such path, and not a digest or a pinned URI")
+        if blobs is None:
+            return DatasetRef(name=name or path.name, system="modelvault", uri=str(path))
         digest = snapshot_path(path, blobs)
         return DatasetRef(
             name=name or path.name, system="modelvault", uri=str(path.resolve()), digest=digest

@@ -227,6 +227,9 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 inference_config = f"{row.project_name}/{row.model_name}:{row.number}"
             if req.label is not None:
                 _check_label_free(conn, project, req.model, req.label)
+    for d in req.datasets:  # every reference is checked before any snapshot is stored
+        if not isinstance(d, DatasetRef):
+            parse_dataset(d, None)
     datasets = [
         d if isinstance(d, DatasetRef) else parse_dataset(d, ctx.blobs) for d in req.datasets
     ]
