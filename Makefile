@@ -26,6 +26,7 @@ test: $(DEVSTAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	./tests/ensure_postgres.sh
 	$(BIN)/python -m pytest -n 2
 
 fmt: $(DEVSTAMP)
@@ -43,6 +44,7 @@ bench-compare: $(DEVSTAMP)
 
 # The reliability suite at full scale (CI runs it at a bounded scale inside `make test`).
 reliability: $(DEVSTAMP)
+	./tests/ensure_postgres.sh
 	MODELVAULT_RELIABILITY_SCALE=full $(BIN)/python -m pytest tests/reliability -n 2
 
 clean:

@@ -91,6 +91,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.3f} ms"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "%":
+        return f"{value:.1f} %"
     if unit == "B":
         return f"{value:,.0f} B"
     return f"{value:g}"

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real embedded registry (SQLite file + local blobs) per test."""
+"""Shared fixtures: a real registry per test (local blobs), on each metadata backend: a SQLite
+file, and a throwaway PostgreSQL schema."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from modelvault import Registry, Settings
+
+from .backends import BACKENDS, store_url
+from .clitool import CLI
 
 
 class FakeClock:
@@ -31,9 +35,20 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "mvhome"
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(home: Path) -> Settings:
-    return Settings.from_env(env={}, home=home, actor="alice")
+def db_url(backend: str, home: Path) -> Iterator[str]:
+    with store_url(backend, home) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(home: Path, db_url: str) -> Settings:
+    return Settings.from_env(env={"MODELVAULT_DB": db_url}, home=home, actor="alice")
 
 
 @pytest.fixture
@@ -75,3 +90,12 @@ def write_model(tmp_path: Path, name: str, content: bytes) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "model.bin").write_bytes(content)
     return d
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Path, db_url: str
+) -> CLI:
+    runner = CLI(capsys, monkeypatch, home)
+    monkeypatch.setenv("MODELVAULT_DB", db_url)
+    return runner

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, text
 
 from modelvault import Registry
 
+from .backends import engine_for
 from .conftest import write_model
 
 
@@ -65,8 +67,15 @@ def test_failed_changes_write_no_event(busy: Registry) -> None:
     assert len(busy.audit()) == before
 
 
-def _db(reg: Registry) -> sqlite3.Connection:
-    return sqlite3.connect(reg.settings.db.removeprefix("sqlite:///"))
+@contextmanager
+def _db(reg: Registry) -> Iterator[Connection]:
+    """Someone with write access to the database itself (SQLite or PostgreSQL)."""
+    engine = engine_for(reg.settings.db)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def _expect_broken(reg: Registry, seq: int) -> None:
@@ -77,59 +86,63 @@ def _expect_broken(reg: Registry, seq: int) -> None:
 
 def test_edited_event_is_detected(busy: Registry) -> None:
     with _db(busy) as db:
-        db.execute("UPDATE mv_audit_events SET actor = 'mallory' WHERE seq = 7")
+        db.execute(text("UPDATE mv_audit_events SET actor = 'mallory' WHERE seq = 7"))
     _expect_broken(busy, 7)
 
 
 def test_edited_payload_is_detected(busy: Registry) -> None:
     with _db(busy) as db:
-        db.execute("UPDATE mv_audit_events SET reason = 'routine' WHERE seq = 13")
+        db.execute(text("UPDATE mv_audit_events SET reason = 'routine' WHERE seq = 13"))
     _expect_broken(busy, 13)
 
 
 def test_deleted_event_is_detected(busy: Registry) -> None:
     with _db(busy) as db:
-        db.execute("DELETE FROM mv_audit_events WHERE seq = 5")
+        db.execute(text("DELETE FROM mv_audit_events WHERE seq = 5"))
     _expect_broken(busy, 5)
 
 
 def test_inserted_event_is_detected(busy: Registry) -> None:
     with _db(busy) as db:
         # make room after event 6, shifting the rest, and slip in a forged approval
-        db.execute("UPDATE mv_audit_events SET seq = -seq WHERE seq > 6")
-        db.execute("UPDATE mv_audit_events SET seq = -seq + 1 WHERE seq < 0")
-        prev = db.execute("SELECT hash FROM mv_audit_events WHERE seq = 6").fetchone()[0]
+        db.execute(text("UPDATE mv_audit_events SET seq = -seq WHERE seq > 6"))
+        db.execute(text("UPDATE mv_audit_events SET seq = -seq + 1 WHERE seq < 0"))
+        prev = db.execute(text("SELECT hash FROM mv_audit_events WHERE seq = 6")).scalar()
         db.execute(
-            "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "
-            "before, after, reason, prev_hash, hash) VALUES (7, '2026-03-01T09:00:00.000100Z',"
-            " 'carol', 'version.approve', 'default', 'fraud', 'default/fraud:1', NULL, NULL, "
-            "NULL, ?, ?)",
-            (prev, "f" * 64),
+            text(
+                "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "
+                "before, after, reason, prev_hash, hash) VALUES (7, "
+                "'2026-03-01T09:00:00.000100Z', 'carol', 'version.approve', 'default', 'fraud', "
+                "'default/fraud:1', NULL, NULL, NULL, :prev, :hash)"
+            ),
+            {"prev": prev, "hash": "f" * 64},
         )
     _expect_broken(busy, 7)
 
 
 def test_swapped_events_are_detected(busy: Registry) -> None:
     with _db(busy) as db:
-        db.execute("UPDATE mv_audit_events SET seq = -1 WHERE seq = 8")
-        db.execute("UPDATE mv_audit_events SET seq = 8 WHERE seq = 9")
-        db.execute("UPDATE mv_audit_events SET seq = 9 WHERE seq = -1")
+        db.execute(text("UPDATE mv_audit_events SET seq = -1 WHERE seq = 8"))
+        db.execute(text("UPDATE mv_audit_events SET seq = 8 WHERE seq = 9"))
+        db.execute(text("UPDATE mv_audit_events SET seq = 9 WHERE seq = -1"))
     _expect_broken(busy, 8)
 
 
 def test_truncated_tail_is_detected(busy: Registry) -> None:
     with _db(busy) as db:
-        db.execute("DELETE FROM mv_audit_events WHERE seq >= 12")
+        db.execute(text("DELETE FROM mv_audit_events WHERE seq >= 12"))
     _expect_broken(busy, 12)
 
 
 def test_appended_forgery_with_wrong_link_is_detected(busy: Registry) -> None:
     with _db(busy) as db:
         db.execute(
-            "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "
-            "before, after, reason, prev_hash, hash) VALUES (14, '2026-03-02T00:00:00.000000Z',"
-            " 'mallory', 'stage.promote', 'default', 'fraud', 'default/fraud:3', NULL, NULL, "
-            "NULL, ?, ?)",
-            ("0" * 64, "e" * 64),
+            text(
+                "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "
+                "before, after, reason, prev_hash, hash) VALUES (14, "
+                "'2026-03-02T00:00:00.000000Z', 'mallory', 'stage.promote', 'default', 'fraud', "
+                "'default/fraud:3', NULL, NULL, NULL, :prev, :hash)"
+            ),
+            {"prev": "0" * 64, "hash": "e" * 64},
         )
     _expect_broken(busy, 14)

@@ -17,8 +17,11 @@ def test_quick_benchmark_produces_every_figure(capsys: pytest.CaptureFixture[str
     assert os.getcwd() == cwd
     out = capsys.readouterr().out
     assert "register_per_s" in out and "snapshot_cold_s" in out
-    assert "not built yet" in out  # metrics waits for run tracking, and says so
+    assert "batch_points_per_s" in out
     data = json.loads((RESULTS / "bench.json").read_text())
-    figures = data["workloads"]["registry"]["figures"]
-    assert all(value is not None and value > 0 for value in figures.values())
+    for workload in ("registry", "snapshot"):
+        figures = data["workloads"][workload]["figures"]
+        assert all(value is not None and value > 0 for value in figures.values()), workload
+    metrics = data["workloads"]["metrics"]["figures"]
+    assert metrics["batch_points_per_s"] > 0 and metrics["loop_blocked_percent"] >= 0
     assert data["machine"]["python"]

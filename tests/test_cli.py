@@ -4,46 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from modelvault.cli import main
 from modelvault.cli.errors import EXIT_CODES
 
+from .backends import engine_for
+from .clitool import CLI
 from .conftest import write_model
-
-
-class CLI:
-    def __init__(
-        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Path
-    ) -> None:
-        self.capsys = capsys
-        self.monkeypatch = monkeypatch
-        for var in ("MODELVAULT_DB", "MODELVAULT_BLOBS", "MODELVAULT_PROJECT"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setenv("MODELVAULT_HOME", str(home))
-        monkeypatch.setenv("MODELVAULT_ACTOR", "alice")
-
-    def run(self, *args: str, actor: str | None = None) -> tuple[int, str, str]:
-        if actor:
-            self.monkeypatch.setenv("MODELVAULT_ACTOR", actor)
-        try:
-            code = main(list(args))
-        finally:
-            self.monkeypatch.setenv("MODELVAULT_ACTOR", "alice")
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str, actor: str | None = None) -> Any:
-        code, out, err = self.run(*args, "--json", actor=actor)
-        assert code == 0, err
-        return json.loads(out)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Path) -> CLI:
-    return CLI(capsys, monkeypatch, home)
 
 
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +125,7 @@ def test_own_approval_and_gate_exit_codes(cli: CLI, tmp_path: Path) -> None:
     code, _, err = cli.run("approve", "m:1")
     assert code == 6 and "cannot approve" in err
     code, _, err = cli.run("promote", "m:1", "--to", "production", "--reason", "x")
-    assert code == 7 and "needs 1 approval" in err
+    assert code == 7 and "approvals >= 1 (actual 0)" in err
     cli.json("alias", "set", "m", "champion", "1")
     code, _, err = cli.run("alias", "set", "m", "champion", "1", "--expect", "none")
     assert code == 5 and "someone moved it" in err
@@ -178,12 +148,12 @@ def test_corrupt_blob_makes_pull_fail_naming_the_file(cli: CLI, tmp_path: Path, 
     assert v["number"] == 1
 
 
-def test_audit_verify_exit_code_names_the_sequence(cli: CLI, tmp_path: Path, home: Path) -> None:
-    import sqlite3
-
+def test_audit_verify_exit_code_names_the_sequence(cli: CLI, tmp_path: Path, db_url: str) -> None:
     cli.json("register", "m", str(write_model(tmp_path, "a", b"a")))
-    with sqlite3.connect(home / "registry.db") as db:
-        db.execute("UPDATE mv_audit_events SET actor = 'eve' WHERE seq = 2")
+    engine = engine_for(db_url)
+    with engine.begin() as db:
+        db.execute(text("UPDATE mv_audit_events SET actor = 'eve' WHERE seq = 2"))
+    engine.dispose()
     code, _, err = cli.run("audit", "verify")
     assert code == 8
     assert "event 2" in err
@@ -227,3 +197,14 @@ def test_large_registration_reports_progress_through_the_sdk(reg: object, tmp_pa
     pulled: list[int] = []
     reg.pull("big:1", tmp_path / "out", progress=lambda total: pulled.append)
     assert sum(pulled) == 3 << 20
+
+
+def test_db_current_and_upgrade(cli: CLI) -> None:
+    before = cli.json("db", "current")
+    assert (before["revision"], before["state"]) == (None, "empty")
+    done = cli.json("db", "upgrade")
+    assert done["state"] == "current" and done["revision"] == done["head"]
+    assert done["applied"][0] == "0001" and done["applied"][-1] == done["head"]
+    assert cli.json("db", "upgrade")["applied"] == []
+    code, out, err = cli.run("db", "current")
+    assert code == 0 and out.strip() == done["head"] and "current" in err

@@ -1,4 +1,5 @@
-"""Many processes writing at once: gap-free numbers and one production version."""
+"""Many processes writing at once, on every metadata backend: gap-free numbers, one
+production version, and a schema migrated exactly once however many processes start."""
 
 from __future__ import annotations
 
@@ -7,33 +8,37 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import select, text
 
-from modelvault import Settings
 from modelvault.store import schema
+from modelvault.store.migrations import HEAD
 
-from .workers import open_registry, promote_one, register_many
+from .backends import engine_for
+from .workers import open_registry, promote_one, register_many, upgrade_at
 
 
-def test_eight_processes_register_gap_free(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    open_registry(str(home), "setup").init()
+def test_eight_processes_register_gap_free(home: Path, db_url: str, tmp_path: Path) -> None:
+    with open_registry(str(home), "setup", db_url) as setup:
+        setup.init()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(8) as pool:
-        results = pool.starmap(register_many, [(str(home), w, 50, str(tmp_path)) for w in range(8)])
+        results = pool.starmap(
+            register_many, [(str(home), w, 50, str(tmp_path), db_url) for w in range(8)]
+        )
     numbers = sorted(n for r in results for n in r)
     assert numbers == list(range(1, 401))
-    reg = open_registry(str(home), "checker")
+    reg = open_registry(str(home), "checker", db_url)
     assert [v.number for v in reg.versions("race")] == list(range(1, 401))
     assert len(reg.audit(action="version.register", limit=None)) == 400
     assert reg.verify_audit().ok
     reg.close()
 
 
-def test_racing_promotions_leave_one_production_version(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    alice = open_registry(str(home), "alice")
-    bob = open_registry(str(home), "bob")
+def test_racing_promotions_leave_one_production_version(
+    home: Path, db_url: str, tmp_path: Path
+) -> None:
+    alice = open_registry(str(home), "alice", db_url)
+    bob = open_registry(str(home), "bob", db_url)
     for i in range(8):
         path = tmp_path / f"m{i}.bin"
         path.write_bytes(b"model %d" % i)
@@ -43,9 +48,9 @@ def test_racing_promotions_leave_one_production_version(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = time.time() + 3
     with ctx.Pool(8) as pool:
-        seqs = pool.starmap(promote_one, [(str(home), n, start) for n in range(1, 9)])
+        seqs = pool.starmap(promote_one, [(str(home), n, start, db_url) for n in range(1, 9)])
     assert len(set(seqs)) == 8
-    engine = create_engine(Settings.from_env(env={}, home=home).db)
+    engine = engine_for(db_url)
     s = schema.stage_intervals
     with engine.connect() as conn:
         open_prod = conn.execute(
@@ -66,3 +71,22 @@ def test_racing_promotions_leave_one_production_version(tmp_path: Path) -> None:
     assert alice.verify_audit().ok
     alice.close()
     bob.close()
+
+
+def test_processes_starting_on_a_new_store_migrate_it_once(home: Path, db_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 3
+    with ctx.Pool(6) as pool:
+        applied = pool.starmap(upgrade_at, [(str(home), w, start, db_url) for w in range(6)])
+    ran = [a for a in applied if a]
+    assert len(ran) == 1, applied  # one process migrated; the others waited, then found it done
+    assert ran[0][-1] == HEAD
+    engine = engine_for(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            HEAD
+        ]
+    engine.dispose()
+    with open_registry(str(home), "checker", db_url) as reg:
+        assert [v.number for v in reg.versions("started")] == list(range(1, 7))
+        assert reg.verify_audit().ok

@@ -11,6 +11,7 @@ from modelvault.cli.docgen import generate
 from modelvault.cli.errors import EXIT_CODES
 from modelvault.limits import ALIAS_PATTERN, KEY_PATTERN, LIMITS, NAME_PATTERN
 from modelvault.settings import SETTINGS
+from modelvault.tracking import records
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -58,9 +59,25 @@ def test_every_json_field_is_documented() -> None:
         domain.AliasInterval,
         domain.AuditEvent,
         domain.AuditVerification,
+        domain.SchemaStatus,
         domain.PullResult,
         domain.VersionDiff,
         domain.Change,
+        records.Run,
+        records.RunInput,
+        records.RunArtifact,
+        records.MetricPoint,
+        records.RunComparison,
+        records.Snapshot,
+        records.SnapshotDiff,
+        records.FileChange,
+        records.EvaluationReport,
+        records.GateReport,
+        records.GateCheck,
+        records.BehaviourComparison,
+        records.ExampleChange,
+        records.Lineage,
+        records.LineageNode,
     ):
         for field in dataclasses.fields(cls):
             assert f'"{field.name}"' in text, f"{cls.__name__}.{field.name} is undocumented"
@@ -78,9 +95,36 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "policy": str(tmp_path / "p.toml"),
         "sqlite_synchronous": "NORMAL",
         "sqlite_busy_ms": "250",
+        "pg_lock_timeout_ms": "1500",
+        "s3_endpoint_url": "http://127.0.0.1:9000",
+        "s3_region": "eu-west-3",
+        "s3_multipart_threshold": "8MiB",
+        "s3_part_size": "32MiB",
+        "s3_timeout": "7.5",
+        "s3_max_attempts": "4",
     }
     assert set(values) == {s.name for s in SETTINGS}
     env = {s.env: values[s.name] for s in SETTINGS}
     settings = Settings.from_env(env=env)
     for s in SETTINGS:
         assert str(getattr(settings, s.name)) == values[s.name], s.name
+
+
+def test_tracking_example_runs(tmp_path: Path) -> None:
+    """docs/tracking.md's worked example is examples/tracking.py; it must keep working."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    assert "examples/tracking.py" in (DOCS / "tracking.md").read_text()
+    code = (
+        "import sys, runpy, pathlib; sys.argv=['tracking.py'];"
+        f"m = runpy.run_path({str(root / 'examples' / 'tracking.py')!r});"
+        f"m['main'](pathlib.Path({str(tmp_path / 'home')!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "registered fraud-detector:1 from run" in out.stdout
+    assert "default/fraud-detector:1 <- run" in out.stdout

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
-from modelvault import InvalidInput, QuerySyntaxError, Registry
+from modelvault import InvalidInput, QuerySyntaxError, Registry, Settings
 from modelvault.search import search_clause
 from modelvault.search.parser import (
     And,
@@ -25,6 +25,7 @@ from modelvault.search.parser import (
 )
 from modelvault.store import schema
 
+from .backends import BACKENDS, engine_for, store_url
 from .conftest import FakeClock, write_model
 
 
@@ -77,6 +78,7 @@ def test_lists_quotes_and_keys() -> None:
         ("metrics.auc >", 13, "expected a value"),
         ("metrics.auc > 0.9 and", 21, "expected a field"),
         ('tags.team = "fraud', 12, "unterminated string"),
+        ('tags.team = "a\x00b"', 12, "cannot contain NUL"),
         ("(metrics.auc > 1", 0, "never closed"),
         ("metrics.auc > 1)", 15, "unmatched ')'"),
         ("metrics.auc > 1 tags.x = 'y'", 16, "expected 'and', 'or'"),
@@ -120,7 +122,10 @@ def test_depth_and_length_are_bounded() -> None:
 
 
 keys = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
-texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+texts = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
+    max_size=12,
+)
 numbers = st.one_of(
     st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32)
 )
@@ -224,12 +229,15 @@ _SOUP = st.lists(
 ).map(" ".join)
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
-    schema.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    with store_url(request.param, tmp_path_factory.mktemp("soup")) as url:
+        engine = engine_for(url)
+        schema.metadata.create_all(engine)
+        yield engine
+        engine.dispose()
 
 
 @settings(max_examples=400, deadline=None)
@@ -245,11 +253,7 @@ def test_token_soup_parses_compiles_and_runs_or_fails_cleanly(engine: Engine, te
         conn.execute(select(v.c.id).select_from(joined).where(clause)).all()
 
 
-@pytest.fixture
-def catalog(
-    reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path, clock: FakeClock
-) -> Registry:
-    bob = as_user("bob")
+def _fill(reg: Registry, bob: Registry, tmp_path: Path, clock: FakeClock) -> Registry:
     rows = [
         ("fraud", {"lr": 0.1, "algo": "gbm"}, {"auc": 0.95, "f1": 0.7}, {"team": "risk"}),
         ("fraud", {"lr": 0.3, "algo": "rf"}, {"auc": 0.88}, {"team": "risk", "gpu": "yes"}),
@@ -271,6 +275,28 @@ def catalog(
     reg.promote("fraud:1", "production", reason="go")
     reg.set_alias("churn", "champion", "1")
     return reg
+
+
+@pytest.fixture
+def catalog(
+    reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path, clock: FakeClock
+) -> Registry:
+    return _fill(reg, as_user("bob"), tmp_path, clock)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_catalog(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    """One catalog per backend, built once, for the cases that only read it."""
+    home, clock = tmp_path_factory.mktemp("catalog"), FakeClock()
+    with store_url(request.param, home) as url:
+        settings = Settings.from_env(env={"MODELVAULT_DB": url}, home=home, actor="alice")
+        with (
+            Registry(settings=settings, clock=clock) as reg,
+            Registry(settings=settings, actor="bob", clock=clock) as bob,
+        ):
+            yield _fill(reg, bob, home, clock)
 
 
 def _found(reg: Registry, query: str) -> list[str]:
@@ -311,9 +337,9 @@ def _found(reg: Registry, query: str) -> list[str]:
     ],
 )
 def test_queries_select_the_right_versions(
-    catalog: Registry, query: str, expected: list[str]
+    shared_catalog: Registry, query: str, expected: list[str]
 ) -> None:
-    assert _found(catalog, query) == expected
+    assert _found(shared_catalog, query) == expected
 
 
 def test_search_is_scoped_to_the_project(catalog: Registry, tmp_path: Path) -> None:

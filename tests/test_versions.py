@@ -7,17 +7,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from modelvault import AlreadyExists, InvalidInput, NotFound, Registry
 from modelvault.canonical import canonical_json, sha256_digest
 from modelvault.store import schema
 
+from .backends import engine_for
 from .conftest import write_model
 
 
 def _rows(reg: Registry, table: str) -> int:
-    engine = create_engine(reg.settings.db)
+    engine = engine_for(reg.settings.db)
     with engine.connect() as conn:
         n = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
     engine.dispose()
@@ -54,7 +55,7 @@ def test_register_records_everything(reg: Registry, model_dir: Path) -> None:
 
 def test_version_digest_covers_the_stored_record(reg: Registry, model_dir: Path) -> None:
     v = reg.register("fraud", model_dir, params={"a": 1})
-    engine = create_engine(reg.settings.db)
+    engine = engine_for(reg.settings.db)
     with engine.connect() as conn:
         record = conn.execute(select(schema.versions.c.record)).scalar_one()
     engine.dispose()
@@ -236,6 +237,7 @@ def _nothing_written(reg: Registry) -> None:
 def test_bad_input_is_refused_and_nothing_written(
     reg: Registry, model_dir: Path, kwargs: dict[str, object], message: str
 ) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared by every backend's run
     model = str(kwargs.pop("model", "m"))
     with pytest.raises(InvalidInput, match=message):
         reg.register(model, model_dir, **kwargs)  # type: ignore[arg-type]
@@ -292,7 +294,7 @@ def test_special_files_are_refused(reg: Registry, tmp_path: Path) -> None:
 def test_version_count_matches_numbers(reg: Registry, tmp_path: Path) -> None:
     for i in range(5):
         reg.register("m", write_model(tmp_path, f"v{i}", bytes([i])), capture_environment=False)
-    engine = create_engine(reg.settings.db)
+    engine = engine_for(reg.settings.db)
     with engine.connect() as conn:
         numbers = (
             conn.execute(select(schema.versions.c.number).order_by(schema.versions.c.number))

@@ -94,6 +94,7 @@ class EnvironmentInfo:
     seed: int | None = None
     packages_digest: str | None = None
     package_count: int = 0
+    memory_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ class Version:
     inference_config: str | None = None
     description: str | None = None
     flavor: str | None = None
+    run_id: str | None = None
 
     @property
     def ref(self) -> str:
@@ -236,6 +238,23 @@ class AuditVerification:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where the metadata database's schema stands against this release's migrations.
+
+    ``state``: ``current`` (at head), ``behind`` (an upgrade is due), ``empty`` (no schema
+    yet), ``unversioned`` (made before migrations existed) or ``ahead`` (made by a newer
+    release). ``applied`` lists the revisions an upgrade ran, oldest first; ``stamped`` the
+    revision an unversioned database was recorded at without running anything."""
+
+    db: str
+    revision: str | None
+    head: str
+    state: str
+    applied: tuple[str, ...] = ()
+    stamped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PullResult:
     ref: str
     dest: str
@@ -266,6 +285,12 @@ class VersionDiff:
     files: tuple[Change, ...]
     config: tuple[Change, ...]
     other: tuple[Change, ...]
+    # a changed feature pipeline means inputs must be rebuilt: flagged on its own
+    feature_pipeline: tuple[Change, ...] = ()
+
+    @property
+    def pipeline_changed(self) -> bool:
+        return bool(self.feature_pipeline)
 
     @property
     def identical(self) -> bool:
@@ -280,5 +305,6 @@ class VersionDiff:
                 self.files,
                 self.config,
                 self.other,
+                self.feature_pipeline,
             )
         )

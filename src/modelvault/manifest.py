@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,11 @@ class ScannedFile:
     source: Path
     size: int
     mode: int
+    # what a digest cache keys on (see treehash), read by the same stat as size and mode;
+    # not part of what the file is, so not compared
+    mtime_ns: int = field(default=0, compare=False)
+    ctime_ns: int = field(default=0, compare=False)
+    inode: int = field(default=0, compare=False)
 
 
 def path_problem(path: object) -> str | None:
@@ -84,7 +89,9 @@ def _check_readable(path: Path, shown: str) -> None:
         raise InvalidInput(f"cannot read {shown}: {exc.strerror}", path=shown) from None
 
 
-def _scan_entry(root: Path, real_root: Path, rel: str, path: Path) -> ScannedFile | None:
+def _scan_entry(
+    root: Path, real_root: Path, rel: str, path: Path, readable: bool = True
+) -> ScannedFile | None:
     """The file at *path* (shown as *rel*), or None when it is a directory to descend into."""
     try:
         info = path.lstat()
@@ -109,8 +116,17 @@ def _scan_entry(root: Path, real_root: Path, rel: str, path: Path) -> ScannedFil
         return None
     elif not stat.S_ISREG(info.st_mode):
         raise InvalidInput(f"{rel} is {_kind(info.st_mode)}; only regular files", path=rel)
-    _check_readable(source, rel)
-    return ScannedFile(_check_path(rel), source, info.st_size, stat.S_IMODE(info.st_mode) & 0o777)
+    if readable:
+        _check_readable(source, rel)
+    return ScannedFile(
+        _check_path(rel),
+        source,
+        info.st_size,
+        stat.S_IMODE(info.st_mode) & 0o777,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        info.st_ino,
+    )
 
 
 def _names(directory: Path, rel: str) -> list[str]:
@@ -141,8 +157,11 @@ def _names(directory: Path, rel: str) -> list[str]:
     return sorted(names)
 
 
-def scan(root: Path) -> list[ScannedFile]:
-    """Every file under *root* (or *root* itself), validated before any byte is stored."""
+def scan(root: Path, *, check_readable: bool = True) -> list[ScannedFile]:
+    """Every file under *root* (or *root* itself), validated before any byte is stored.
+
+    *check_readable* opens each file once to report permission problems up front; a
+    snapshot, which may read nothing (cached digests), turns it off."""
     if "\x00" in str(root):
         raise InvalidInput("path contains a NUL character", path=repr(str(root)))
     if str(root) == "":
@@ -161,7 +180,9 @@ def scan(root: Path) -> list[ScannedFile]:
     except (OSError, RuntimeError):
         raise InvalidInput(f"{root} is a dangling or looping symlink", path=str(root)) from None
     if not real_root.is_dir():
-        found = _scan_entry(root.parent, real_root.parent, root.name or real_root.name, real_root)
+        found = _scan_entry(
+            root.parent, real_root.parent, root.name or real_root.name, real_root, check_readable
+        )
         if found is None:  # pragma: no cover - real_root is not a directory here
             raise InvalidInput(f"{root} is not a file", path=str(root))
         return [found]
@@ -172,7 +193,7 @@ def scan(root: Path) -> list[ScannedFile]:
         directory, prefix = pending.pop()
         for name in _names(directory, prefix):
             rel = f"{prefix}/{name}" if prefix else name
-            found = _scan_entry(root, real_root, rel, directory / name)
+            found = _scan_entry(root, real_root, rel, directory / name, check_readable)
             if found is None:
                 pending.append((directory / name, _check_path(rel)))
                 continue

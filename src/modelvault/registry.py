@@ -20,6 +20,7 @@ from .domain import (
     Manifest,
     Model,
     PullResult,
+    SchemaStatus,
     StageInterval,
     Transition,
     Version,
@@ -27,6 +28,7 @@ from .domain import (
 )
 from .settings import Settings
 from .timeutil import Clock, parse_time, utc_now
+from .tracking.sdk import TrackingMethods
 
 if TYPE_CHECKING:
     from .service.aliases import Expect
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[int], Callable[[int], None] | None]
 
 
-class Registry:
+class Registry(TrackingMethods):
     """A model registry. ``Registry()`` opens the embedded default at ``$MODELVAULT_HOME``."""
 
     def __init__(
@@ -66,7 +68,7 @@ class Registry:
         self._ctx = Context(
             settings=base,
             store=open_metadata_store(base.db, base),
-            blobs=open_blob_store(base.blobs),
+            blobs=open_blob_store(base.blobs, base),
             clock=clock or utc_now,
             actor=check_actor(base.actor),
         )
@@ -78,10 +80,23 @@ class Registry:
         self._ctx.store.ensure_schema()
         return {
             "home": str(self.settings.home),
-            "db": self.settings.db,
+            "db": self._ctx.store.display_url,
             "blobs": self.settings.blobs,
             "policy": str(self.settings.policy),
         }
+
+    def upgrade_schema(self) -> SchemaStatus:
+        """Migrate the metadata database to this release's schema (a no-op when it is there);
+        several processes doing so at once are safe: one migrates, the others wait."""
+        from .store.migrate import upgrade
+
+        return upgrade(self._ctx.store)
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema revision against this release's, changing nothing."""
+        from .store.migrate import status
+
+        return status(self._ctx.store)
 
     def close(self) -> None:
         self._ctx.store.dispose()
@@ -121,8 +136,13 @@ class Registry:
         code_dir: str | Path | None = None,
         project: str | None = None,
         progress: ProgressFactory | None = None,
+        run: str | None = None,
     ) -> Version:
-        """Register a new immutable version of *model* from the file or directory *path*."""
+        """Register a new immutable version of *model* from the file or directory *path*.
+
+        With *run*, the version carries that run's params, final metrics, datasets, code and
+        environment (explicit arguments win) and links back to it; *path* defaults to the
+        model the run logged under ``model/``."""
         from .service.versions import RegisterRequest, register
 
         req = RegisterRequest(
@@ -147,7 +167,22 @@ class Registry:
             code_dir=Path(code_dir) if code_dir is not None else None,
             progress=progress,
         )
-        return register(self._ctx, req, project)
+        if run is None:
+            return register(self._ctx, req, project)
+        import shutil
+
+        from .service.from_run import materialize_run_model, request_from_run
+
+        proj = self._project(project)
+        temp = None
+        if path is None and kind == "model":
+            temp = materialize_run_model(self._ctx, run, proj)
+            req.path = temp
+        try:
+            return register(self._ctx, request_from_run(self._ctx, req, run, proj), project)
+        finally:
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
 
     def get(self, ref: str, *, at: datetime | str | None = None) -> Version:
         """The version *ref* names (``fraud:3``, ``fraud@champion``, ``fraud@production``),
@@ -220,10 +255,15 @@ class Registry:
 
         return approvals(self._ctx, ref)
 
-    def promote(self, ref: str, to: str, *, reason: str | None = None) -> Transition:
+    def promote(
+        self, ref: str, to: str, *, reason: str | None = None, override: bool = False
+    ) -> Transition:
+        """Move *ref* to stage *to* if its gate passes. ``override=True`` lets an admin (see
+        the policy's ``admins``) pass failed metric and evaluation rules, with a reason; it is
+        audited as ``gate.override``. Approvals are never overridden."""
         from .service.stages import promote
 
-        return promote(self._ctx, ref, to, reason)
+        return promote(self._ctx, ref, to, reason, override=override)
 
     def rollback(self, model: str, *, reason: str, to: int | None = None) -> Transition:
         from .service.stages import rollback

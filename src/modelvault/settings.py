@@ -27,13 +27,13 @@ SETTINGS: tuple[Setting, ...] = (
         "db",
         "MODELVAULT_DB",
         "sqlite:///$MODELVAULT_HOME/registry.db",
-        "Metadata store URL (sqlite:///PATH).",
+        "Metadata store URL (sqlite:///PATH, postgresql://USER@HOST/DB).",
     ),
     Setting(
         "blobs",
         "MODELVAULT_BLOBS",
         "file://$MODELVAULT_HOME/blobs",
-        "Blob store URL (file:///PATH, memory://).",
+        "Blob store URL (file:///PATH, s3://BUCKET/PREFIX, memory://).",
     ),
     Setting("actor", "MODELVAULT_ACTOR", "the OS user", "Who is acting, as written in the audit."),
     Setting("project", "MODELVAULT_PROJECT", "default", "Project used when a reference has none."),
@@ -55,6 +55,43 @@ SETTINGS: tuple[Setting, ...] = (
         "60000",
         "How long a writer waits for another writer's lock before failing, in ms.",
     ),
+    Setting(
+        "pg_lock_timeout_ms",
+        "MODELVAULT_PG_LOCK_TIMEOUT_MS",
+        "60000",
+        "PostgreSQL: how long a writer waits for another writer's lock before failing, in ms.",
+    ),
+    Setting(
+        "s3_endpoint_url",
+        "MODELVAULT_S3_ENDPOINT_URL",
+        "boto3's (AWS)",
+        "Endpoint of an S3-compatible store (MinIO, Ceph, R2...), e.g. https://minio:9000.",
+    ),
+    Setting("s3_region", "MODELVAULT_S3_REGION", "boto3's", "Region of the S3 bucket."),
+    Setting(
+        "s3_multipart_threshold",
+        "MODELVAULT_S3_MULTIPART_THRESHOLD",
+        "64MiB",
+        "Files larger than this go to S3 by multipart upload (bytes, or KiB/MiB/GiB).",
+    ),
+    Setting(
+        "s3_part_size",
+        "MODELVAULT_S3_PART_SIZE",
+        "16MiB",
+        "Size of each multipart upload part, at least 5MiB (grown to stay under 10000 parts).",
+    ),
+    Setting(
+        "s3_timeout",
+        "MODELVAULT_S3_TIMEOUT",
+        "60",
+        "Seconds to wait for an S3 connection or for the next bytes of a response.",
+    ),
+    Setting(
+        "s3_max_attempts",
+        "MODELVAULT_S3_MAX_ATTEMPTS",
+        "5",
+        "Attempts per S3 request (errors 5xx, throttling, timeouts) before failing.",
+    ),
 )
 
 
@@ -75,6 +112,13 @@ class Settings:
     policy: Path
     sqlite_synchronous: str = "FULL"
     sqlite_busy_ms: str = "60000"
+    pg_lock_timeout_ms: str = "60000"
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_multipart_threshold: str = "64MiB"
+    s3_part_size: str = "16MiB"
+    s3_timeout: str = "60"
+    s3_max_attempts: str = "5"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | Path) -> Settings:
@@ -90,6 +134,13 @@ class Settings:
             policy=Path(source.get("MODELVAULT_POLICY") or home / "policy.toml"),
             sqlite_synchronous=(source.get("MODELVAULT_SQLITE_SYNCHRONOUS") or "FULL").upper(),
             sqlite_busy_ms=source.get("MODELVAULT_SQLITE_BUSY_MS") or "60000",
+            pg_lock_timeout_ms=source.get("MODELVAULT_PG_LOCK_TIMEOUT_MS") or "60000",
+            s3_endpoint_url=source.get("MODELVAULT_S3_ENDPOINT_URL") or "",
+            s3_region=source.get("MODELVAULT_S3_REGION") or "",
+            s3_multipart_threshold=source.get("MODELVAULT_S3_MULTIPART_THRESHOLD") or "64MiB",
+            s3_part_size=source.get("MODELVAULT_S3_PART_SIZE") or "16MiB",
+            s3_timeout=source.get("MODELVAULT_S3_TIMEOUT") or "60",
+            s3_max_attempts=source.get("MODELVAULT_S3_MAX_ATTEMPTS") or "5",
         )
         rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
         return replace(settings, **rest) if rest else settings  # type: ignore[arg-type]

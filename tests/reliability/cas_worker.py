@@ -7,8 +7,9 @@ from pathlib import Path
 from modelvault import Conflict, Registry, Settings
 
 
-def bump(home: str, worker: int, rounds: int) -> int:
-    reg = Registry(settings=Settings.from_env(env={}, home=Path(home), actor=f"w{worker}"))
+def bump(home: str, worker: int, rounds: int, db: str) -> int:
+    env = {"MODELVAULT_DB": db}
+    reg = Registry(settings=Settings.from_env(env=env, home=Path(home), actor=f"w{worker}"))
     conflicts = 0
     for _ in range(rounds):
         while True:

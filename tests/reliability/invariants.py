@@ -6,10 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from modelvault import Registry, Settings
 from modelvault.store import schema
+
+from ..backends import engine_for
 
 
 def _sha(path: Path) -> str:
@@ -20,16 +22,20 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_store(home: Path, *, verify_all_blobs: bool = False) -> dict[str, int]:
-    """Every invariant of the store; returns a few counts for the caller's own checks."""
-    settings = Settings.from_env(env={}, home=home, actor="checker")
+def check_store(
+    home: Path, *, db: str | None = None, verify_all_blobs: bool = False
+) -> dict[str, int]:
+    """Every invariant of the store (its metadata in *db*, SQLite under *home* by default);
+    returns a few counts for the caller's own checks."""
+    env = {"MODELVAULT_DB": db} if db else {}
+    settings = Settings.from_env(env=env, home=home, actor="checker")
     reg = Registry(settings=settings)
     try:
         result = reg.verify_audit()
         assert result.ok, f"audit chain: {result.problem}"
     finally:
         reg.close()
-    engine = create_engine(settings.db)
+    engine = engine_for(settings.db)
     s, a, ap, v, e = (
         schema.stage_intervals,
         schema.alias_intervals,

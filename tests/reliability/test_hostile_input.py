@@ -9,12 +9,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelvault import IntegrityError, InvalidInput, ModelVaultError, NotFound, Registry
+from modelvault import (
+    IntegrityError,
+    InvalidInput,
+    ModelVaultError,
+    NotFound,
+    QuerySyntaxError,
+    Registry,
+)
 from modelvault.blobs import MemoryBlobStore
 from modelvault.canonical import canonical_json, sha256_digest
 from modelvault.limits import LIMITS
 from modelvault.refs import Ref, parse_ref
 from modelvault.service.artifacts import pull, read_manifest
+
+from ..backends import BACKENDS
+
+
+@pytest.fixture
+def backend() -> str:
+    """Input is refused before it reaches the metadata store, so one backend is enough here;
+    the case where the database itself could answer differently runs on every backend."""
+    return "sqlite"
+
 
 BAD_NAMES = [
     "",
@@ -100,6 +117,18 @@ def test_malformed_config_files(reg: Registry, tmp_path: Path, name: str, body: 
     assert "\n" not in info.value.message
     reg.init()
     assert reg.models() == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nul_characters_in_filters_are_refused_on_every_backend(reg: Registry) -> None:
+    # PostgreSQL cannot even compare text holding NUL; the answer must not depend on it
+    reg.init()
+    with pytest.raises(QuerySyntaxError, match="NUL"):
+        reg.search('tags.team = "a\x00"')
+    with pytest.raises(InvalidInput):
+        reg.audit(actor="mallory\x00")
+    with pytest.raises(InvalidInput):
+        reg.audit(action="stage.\x00")
 
 
 def test_oversized_values(reg: Registry, model_dir: Path) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ..canonical import is_digest
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StoreError
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class BlobStore(Protocol):
         committing metadata that refers to the blobs."""
 
 
-def _open_local(url: str) -> BlobStore:
+def _open_local(url: str, settings: Settings | None = None) -> BlobStore:
     from .local import LocalBlobStore
 
     parts = urlsplit(url)
@@ -83,20 +86,33 @@ def _open_local(url: str) -> BlobStore:
     return LocalBlobStore(Path(url).expanduser())
 
 
-def _open_memory(url: str) -> BlobStore:
+def _open_memory(url: str, settings: Settings | None = None) -> BlobStore:
     from .memory import MemoryBlobStore
 
     return MemoryBlobStore()
 
 
-_FACTORIES: dict[str, Callable[[str], BlobStore]] = {
+def _open_s3(url: str, settings: Settings | None = None) -> BlobStore:
+    try:
+        from .s3 import open_s3
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("boto3", "botocore"):
+            raise
+        raise StoreError("the s3 blob store needs boto3: pip install 'modelvault[s3]'") from None
+    return open_s3(url, settings)
+
+
+_FACTORIES: dict[str, Callable[[str, Settings | None], BlobStore]] = {
     "file": _open_local,
     "memory": _open_memory,
+    "s3": _open_s3,
 }
 
 
-def open_blob_store(url: str) -> BlobStore:
-    """Open the store at *url*: ``file:///abs/path``, a plain path, or ``memory://``."""
+def open_blob_store(url: str, settings: Settings | None = None) -> BlobStore:
+    """Open the store at *url*: ``file:///abs/path``, a plain path, ``s3://bucket/prefix``
+    or ``memory://``. *settings* tunes backends that need more than a URL (S3 endpoint,
+    timeouts); without it they are read from the environment."""
     if not url:
         raise InvalidInput("blob store URL is empty", field="url")
     scheme = urlsplit(url).scheme if "://" in url else ""
@@ -109,4 +125,4 @@ def open_blob_store(url: str) -> BlobStore:
             f"unsupported blob store scheme {scheme!r}; supported: {supported} or a plain path",
             field="url",
         )
-    return factory(url)
+    return factory(url, settings)

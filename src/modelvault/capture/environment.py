@@ -66,6 +66,16 @@ def _gpus() -> tuple[tuple[str, ...], str | None]:
     return tuple(n.strip() for n in names.splitlines() if n.strip()), cuda
 
 
+@functools.cache
+def _memory_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except (ImportError, OSError):
+        return None
+
+
 def packages_document() -> bytes:
     """The package list as canonical JSON bytes: the blob an environment points at."""
     return canonical_json(dict(installed_packages()))
@@ -85,4 +95,5 @@ def capture_environment(*, seed: int | None, packages_digest: str | None) -> Env
         seed=seed,
         packages_digest=packages_digest,
         package_count=len(installed_packages()),
+        memory_bytes=_memory_bytes(),
     )

@@ -26,8 +26,12 @@ alias_app = typer.Typer(
     help="Named pointers to versions, moved with compare-and-set.", no_args_is_help=True
 )
 audit_app = typer.Typer(help="The append-only, hash-chained audit log.")
+db_app = typer.Typer(
+    help="The metadata database: its schema revision and migrations.", no_args_is_help=True
+)
 app.add_typer(alias_app, name="alias")
 app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
 
@@ -108,7 +112,8 @@ def _pairs(values: list[str] | None, what: str, numeric: bool = False) -> dict[s
 
 @app.command()
 def init(json_: Json = False) -> None:
-    """Create the registry store (SQLite and blob directory) if it does not exist."""
+    """Create the registry store (metadata database, at the schema this release expects, and
+    blob store) if it does not exist."""
     where = registry().init()
     if json_:
         output.emit_json(where)
@@ -147,6 +152,14 @@ def register(
     no_capture: Annotated[
         bool, typer.Option("--no-capture", help="Do not capture git state and environment.")
     ] = False,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="Run ID: carry its params, final metrics, datasets, code and environment; "
+            "PATH defaults to the model it logged",
+        ),
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Register a new immutable version from PATH (its bytes are copied into the store)."""
@@ -172,6 +185,7 @@ def register(
             capture_environment=not no_capture,
             project=project or None,
             progress=progress,
+            run=run,
         )
     if json_:
         output.emit_json(version)
@@ -245,10 +259,16 @@ def promote(
     ref: str,
     to: Annotated[str, typer.Option("--to", help="Target stage")],
     reason: Annotated[str | None, typer.Option("--reason", help="Required for production")] = None,
+    override: Annotated[
+        bool,
+        typer.Option(
+            "--override", help="Admin only: pass failed metric rules (not approvals); audited"
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
-    """Move a version to another stage (production needs approvals and a reason)."""
-    done = registry().promote(ref, to, reason=reason)
+    """Move a version to another stage if its gate passes (production needs a reason)."""
+    done = registry().promote(ref, to, reason=reason, override=override)
     if json_:
         output.emit_json(done)
     else:
@@ -416,3 +436,35 @@ def audit_verify(json_: Json = False) -> None:
         )
     if not json_:
         output.message(f"audit chain verified: {result.events} events, head {result.head_hash}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_: Json = False) -> None:
+    """Migrate the metadata database to this release's schema (safe to run from many places
+    at once: one migrates, the others wait)."""
+    done = registry().upgrade_schema()
+    if json_:
+        output.emit_json(done)
+        return
+    steps = [f"existing schema recorded as revision {done.stamped}"] if done.stamped else []
+    if done.applied:
+        steps.append(f"applied {', '.join(done.applied)}")
+    steps.append(f"now at {done.revision}" if steps else f"already at {done.revision} (head)")
+    output.message(f"{done.db}: {'; '.join(steps)}")
+
+
+@db_app.command("current")
+def db_current(json_: Json = False) -> None:
+    """Print the schema revision of the metadata database, changing nothing."""
+    found = registry().schema_status()
+    if json_:
+        output.emit_json(found)
+    else:
+        print(found.revision or "none")
+        output.message(f"{found.db}: {found.state} (this release's head is {found.head})")
+
+
+# Command groups kept in their own modules register themselves on ``app`` when imported.
+from . import tracking as _tracking  # noqa: E402
+
+del _tracking

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..errors import ModelVaultError
+from ..errors import GateFailed, ModelVaultError
 
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
@@ -31,6 +31,11 @@ def describe(exc: BaseException) -> tuple[str, int, dict[str, Any]]:
         pointer = getattr(exc, "pointer", None)
         if callable(pointer):
             line = f"{line}\n{pointer()}"
+        rules = exc.fields.get("rules") if isinstance(exc, GateFailed) else None
+        if rules:
+            from .render_tracking import gate_text
+
+            line = f"{line}\n{gate_text(rules)}"
         return line, exc.exit_code, {"error": exc.to_dict()}
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED, {"error": {"code": "interrupted"}}

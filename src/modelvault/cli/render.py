@@ -69,6 +69,7 @@ def version(v: Version, approvals: Sequence[Approval]) -> None:
             ("digest", v.digest),
             ("artifact", f"{v.artifact_digest} ({v.file_count} files, {v.size} bytes)"),
             ("created", f"{_when(v.created_at)} by {v.created_by}"),
+            ("run", v.run_id),
             ("description", v.description),
             ("params", ", ".join(f"{k}={val}" for k, val in v.params.items())),
             ("metrics", ", ".join(f"{k}={val:g}" for k, val in v.metrics.items())),
@@ -149,6 +150,11 @@ def diff(d: VersionDiff) -> None:
     if d.identical:
         message("no differences")
         return
+    for c in d.feature_pipeline:
+        message(
+            f"[bold]feature pipeline changed[/bold]: {c.a or '(none)'} -> {c.b or '(none)'}; "
+            "inputs for B must be built with its pipeline"
+        )
     _changes("params", d.params)
     _changes("metrics", d.metrics, numeric=True)
     _changes("tags", d.tags)

@@ -16,7 +16,10 @@ def run(args: list[str]) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="modelvault", standalone_mode=False)
+        # without standalone mode, click returns the code of a typer.Exit instead of raising
+        returned = app(args=args, prog_name="modelvault", standalone_mode=False)
+        if isinstance(returned, int) and returned:
+            return returned
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:

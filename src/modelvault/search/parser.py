@@ -115,7 +115,12 @@ def _string(text: str, start: int) -> tuple[str, int]:
             i += 2
             continue
         if ch == quote:
-            return "".join(out), i + 1
+            value = "".join(out)
+            if "\x00" in value:  # nothing stored holds one, and PostgreSQL cannot compare it
+                raise QuerySyntaxError(
+                    "quoted text cannot contain NUL characters", query=text, position=start
+                )
+            return value, i + 1
         out.append(ch)
         i += 1
     what = "key" if quote == "`" else "string"

@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from ..audit import row_to_event, verify
 from ..domain import AuditEvent, AuditVerification
-from ..limits import check_name
+from ..limits import check_name, check_text
 from ..store import schema
 from ..timeutil import to_text
-from .context import Context, resolve_model
+from .context import Context, check_actor, resolve_model
 
 E = schema.audit_events
 
@@ -36,8 +36,9 @@ def list_events(
     elif project is not None:
         query = query.where(E.c.project == check_name(project, what="project name"))
     if actor is not None:
-        query = query.where(E.c.actor == actor)
+        query = query.where(E.c.actor == check_actor(actor))
     if action is not None:
+        check_text(action, limit="reference_chars", what="action")
         query = query.where(
             E.c.action.like(action.replace("*", "%")) if "*" in action else E.c.action == action
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, literal_column, or_, select
 
+from ..audit import EventDraft, append
 from ..blobs import BlobStore
 from ..errors import InvalidInput, NotFound
 from ..lifecycle import Stage
@@ -17,6 +18,7 @@ from ..limits import check_name
 from ..refs import Ref, parse_ref
 from ..settings import Settings
 from ..store import schema
+from ..store import statements as sql
 from ..store.engine import MetadataStore
 from ..timeutil import Clock, to_text
 
@@ -159,6 +161,23 @@ def version_row(conn: Connection, ctx: Context, ref: Ref, at: datetime | None = 
         when = f" at {to_text(at)}" if at is not None else ""
         raise NotFound(f"{project}/{ref} does not exist{when}", project=project, ref=str(ref))
     return row
+
+
+def ensure_project(conn: Connection, ctx: Context, project: str, at: datetime) -> int:
+    """The id of *project*, created (and audited) on first use."""
+    project_id = conn.execute(sql.PROJECT_ID, {"project": project}).scalar()
+    if project_id is None:
+        project_id = conn.execute(
+            sql.INSERT_PROJECT,
+            {"name": project, "created_by": ctx.actor, "created_at": to_text(at)},
+        ).scalar_one()
+        append(
+            conn,
+            EventDraft("project.create", project, project=project, after={"project": project}),
+            actor=ctx.actor,
+            at=at,
+        )
+    return int(project_id)
 
 
 def resolve_model(ctx: Context, text: str) -> tuple[str, str]:

@@ -68,7 +68,6 @@ def diff(ctx: Context, a: Version, b: Version) -> VersionDiff:
         "label": a.label,
         "parents": list(a.parents),
         "components": list(a.components),
-        "feature_pipeline": a.feature_pipeline,
         "inference_config": a.inference_config,
         "flavor": a.flavor,
         **{f"environment.{k}": v for k, v in env_a.items() if k != "packages_digest"},
@@ -78,7 +77,6 @@ def diff(ctx: Context, a: Version, b: Version) -> VersionDiff:
         "label": b.label,
         "parents": list(b.parents),
         "components": list(b.components),
-        "feature_pipeline": b.feature_pipeline,
         "inference_config": b.inference_config,
         "flavor": b.flavor,
         **{f"environment.{k}": v for k, v in env_b.items() if k != "packages_digest"},
@@ -95,4 +93,7 @@ def diff(ctx: Context, a: Version, b: Version) -> VersionDiff:
         files=tuple(Change(key=c.key, a=c.a, b=c.b) for c in compare_maps(files_a, files_b)),
         config=compare_maps(_flatten(dict(a.config or {})), _flatten(dict(b.config or {}))),
         other=compare_maps(other_a, other_b),
+        feature_pipeline=compare_maps(
+            {"feature_pipeline": a.feature_pipeline}, {"feature_pipeline": b.feature_pipeline}
+        ),
     )

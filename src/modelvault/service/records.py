@@ -40,8 +40,9 @@ def make_record(
     flavor: str | None,
     created_by: str,
     created_at: str,
+    run: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    record = {
         "format": RECORD_FORMAT,
         "project": project,
         "model": model,
@@ -67,6 +68,9 @@ def make_record(
         "created_by": created_by,
         "created_at": created_at,
     }
+    if run is not None:  # only when set, so records made before runs existed keep their form
+        record["run"] = run
+    return record
 
 
 def _environment(data: dict[str, Any] | None) -> EnvironmentInfo | None:
@@ -106,4 +110,5 @@ def version_from_row(row: Any, *, stage: str | None = None) -> Version:
         inference_config=record.get("inference_config"),
         description=record.get("description"),
         flavor=record.get("flavor"),
+        run_id=record.get("run"),
     )

@@ -6,6 +6,8 @@ event, and the database's partial unique index refuses a second production versi
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -15,9 +17,10 @@ from ..domain import Approval, StageInterval, Transition
 from ..errors import AlreadyExists, Conflict, Forbidden, GateFailed, InvalidInput
 from ..lifecycle import Stage, check_transition, parse_stage
 from ..limits import check_text
-from ..policy import load_policy
 from ..store import schema
 from ..timeutil import from_text, to_text
+from ..tracking.records import GateCheck, GateReport
+from . import gating
 from .context import Context, model_row, resolve_model, version_row
 
 S, V, AP = schema.stage_intervals, schema.versions, schema.approvals
@@ -77,11 +80,6 @@ def _current_production(conn: Connection, model_id: int) -> Any:
             S.c.model_id == model_id, S.c.stage == Stage.PRODUCTION.value, S.c.valid_to.is_(None)
         )
     ).first()
-
-
-def approvals_of(conn: Connection, version_id: int, creator: str) -> list[str]:
-    rows = conn.execute(select(AP.c.approver).where(AP.c.version_id == version_id)).scalars()
-    return sorted({a for a in rows if a != creator})
 
 
 def approve(ctx: Context, ref: str, comment: str | None = None) -> Approval:
@@ -146,10 +144,65 @@ def approve(ctx: Context, ref: str, comment: str | None = None) -> Approval:
     )
 
 
-def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Transition:
+def _refuse_or_override(
+    conn: Connection,
+    ctx: Context,
+    row: Any,
+    report: GateReport,
+    failed: list[GateCheck],
+    override: bool,
+    reason: str | None,
+    at: datetime,
+) -> None:
+    """Raise GateFailed with the rule table, unless an admin overrides the failed rules.
+
+    Approvals are a human gate and are never overridden."""
+    version = f"{row.model_name}:{row.number}"
+    rules = [asdict(c) for c in report.checks]
+    human = [c for c in failed if c.rule.startswith("approvals")]
+    if not override or human:
+        listed = "; ".join(f"{c.rule} (actual {c.actual})" for c in failed)
+        raise GateFailed(
+            f"{version} cannot enter {report.stage}, failed: {listed}"
+            + ("; approvals cannot be overridden" if override and human else ""),
+            model=row.model_name,
+            version=row.number,
+            stage=report.stage,
+            rules=rules,
+        )
+    admins = gating.policy_for(ctx, row.project_name, row.model_name).admins
+    if ctx.actor not in admins:
+        raise Forbidden(
+            f"{ctx.actor} is not an admin of project {row.project_name} and cannot override "
+            "its gates (policy: admins)",
+            actor=ctx.actor,
+            project=row.project_name,
+        )
+    _require_reason(reason, "a gate override")
+    append(
+        conn,
+        EventDraft(
+            "gate.override",
+            f"{row.project_name}/{row.model_name}:{row.number}",
+            project=row.project_name,
+            model=row.model_name,
+            before={"stage": row.stage, "failed": [asdict(c) for c in failed]},
+            after={"stage": report.stage, "version": row.number},
+            reason=reason,
+        ),
+        actor=ctx.actor,
+        at=at,
+    )
+
+
+def promote(
+    ctx: Context, ref: str, to: str, reason: str | None = None, *, override: bool = False
+) -> Transition:
     target = parse_stage(to)
-    if target is Stage.PRODUCTION:
-        reason = _require_reason(reason, "a promotion to production")
+    if target is Stage.PRODUCTION or override:
+        reason = _require_reason(
+            reason, "a promotion to production" if not override else "a gate override"
+        )
     else:
         reason = (
             check_text(reason.strip() if reason else None, limit="reason_chars", what="reason")
@@ -163,24 +216,11 @@ def promote(ctx: Context, ref: str, to: str, reason: str | None = None) -> Trans
         current = Stage(row.stage)
         check_transition(current, target, model=row.model_name, version=row.number)
         replaced = None
+        report = gating.evaluate(conn, ctx, row, target)
+        failed = [c for c in report.checks if not c.passed]
+        if failed:
+            _refuse_or_override(conn, ctx, row, report, failed, override, reason, at)
         if target is Stage.PRODUCTION:
-            needed = load_policy(ctx.settings.policy).for_project(row.project_name).approvals
-            have = approvals_of(conn, row.id, row.created_by)
-            if len(have) < needed:
-                raise GateFailed(
-                    f"{row.model_name}:{row.number} needs {needed} approval(s) from someone "
-                    f"other than its creator {row.created_by}; it has {len(have)}",
-                    model=row.model_name,
-                    version=row.number,
-                    rules=[
-                        {
-                            "rule": f"approvals >= {needed}",
-                            "required": needed,
-                            "actual": len(have),
-                            "passed": False,
-                        }
-                    ],
-                )
             replaced = _current_production(conn, row.model_id)
         event = append(
             conn,

@@ -12,16 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select
 
 from ..audit import EventDraft, append
 from ..canonical import canonical_json, sha256_digest
-from ..capture.environment import capture_environment, packages_document
-from ..capture.git import capture_git
+from ..capture import capture
 from ..configs import check_config, read_config
 from ..datasets import parse_dataset
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Manifest, Model, Version
-from ..errors import AlreadyExists, InvalidInput
+from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..lifecycle import Stage
 from ..limits import (
     LIMITS,
@@ -37,7 +36,7 @@ from ..refs import Ref
 from ..store import schema
 from ..store import statements as sql
 from ..timeutil import from_text, to_text
-from .context import Context, model_row, version_query, version_row
+from .context import Context, ensure_project, model_row, version_query, version_row
 from .records import make_record, version_from_row
 
 KINDS = ("model", "config", "system")
@@ -67,6 +66,11 @@ class RegisterRequest:
     capture_environment: bool = True
     code_dir: Path | None = None
     progress: Callable[[int], Progress | None] | None = None
+    # Registering from a run: what the run captured replaces capture now, and the run is linked.
+    code: CodeRef | None = None
+    environment: EnvironmentInfo | None = None
+    extra_blobs: list[tuple[str, str]] = field(default_factory=list)
+    run_id: str | None = None
 
 
 def _pin(ctx: Context, conn: Connection, text: str) -> tuple[str, int]:
@@ -116,52 +120,10 @@ def _detect_flavor(manifest: Manifest) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _capture(
-    ctx: Context, req: RegisterRequest
-) -> tuple[CodeRef | None, EnvironmentInfo | None, list[tuple[str, str]]]:
-    blobs: list[tuple[str, str]] = []
-    code = None
-    if req.capture_code:
-        state = capture_git(req.code_dir or Path.cwd())
-        if state is not None:
-            diff_digest = None
-            if state.diff:
-                diff_digest = ctx.blobs.put_bytes(state.diff).digest
-                blobs.append((diff_digest, "code-diff"))
-            code = CodeRef(
-                commit=state.commit,
-                branch=state.branch,
-                remote=state.remote,
-                dirty=state.dirty,
-                diff_digest=diff_digest,
-                untracked=state.untracked,
-            )
-    env = None
-    if req.capture_environment:
-        packages = packages_document()
-        digest = sha256_digest(packages)
-        if not ctx.blobs.exists(digest):
-            ctx.blobs.put_bytes(packages)
-        blobs.append((digest, "packages"))
-        env = capture_environment(seed=req.seed, packages_digest=digest)
-    return code, env, blobs
-
-
 def _ensure_model(
     conn: Connection, ctx: Context, project: str, model: str, kind: str, at: datetime
 ) -> int:
-    project_id = conn.execute(sql.PROJECT_ID, {"project": project}).scalar()
-    if project_id is None:
-        project_id = conn.execute(
-            sql.INSERT_PROJECT,
-            {"name": project, "created_by": ctx.actor, "created_at": to_text(at)},
-        ).scalar_one()
-        append(
-            conn,
-            EventDraft("project.create", project, project=project, after={"project": project}),
-            actor=ctx.actor,
-            at=at,
-        )
+    project_id = ensure_project(conn, ctx, project, at)
     found = conn.execute(sql.MODEL_ID_AND_KIND, {"project_id": project_id, "model": model}).first()
     if found is None:
         model_id = conn.execute(
@@ -244,7 +206,15 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         manifest = Manifest(digest=ctx.blobs.put_bytes(body).digest, files=())
     blob_roles.append((manifest.digest, "manifest"))
     blob_roles.extend((f.digest, "file") for f in manifest.files)
-    code, env, extra = _capture(ctx, req)
+    code, env, extra = capture(
+        ctx.blobs,
+        code_dir=req.code_dir,
+        seed=req.seed,
+        code=req.capture_code and req.code is None,
+        environment=req.capture_environment and req.environment is None,
+    )
+    code, env = req.code or code, req.environment or env
+    extra += req.extra_blobs
     blob_roles.extend(extra)
     flavor = req.flavor or _detect_flavor(manifest)
     ctx.blobs.sync()  # every blob name durable before the metadata that refers to it
@@ -279,6 +249,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             flavor=flavor,
             created_by=ctx.actor,
             created_at=to_text(at),
+            run=req.run_id,
         )
         body = canonical_json(record)
         digest = sha256_digest(body)
@@ -299,6 +270,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             },
         ).scalar_one()
         _write_search_rows(conn, version_id, params, metrics, tags)
+        if req.run_id is not None:
+            _link_run(conn, version_id, req.run_id, project)
         links = [(pid, "parent") for _, pid in parents] + [
             (cid, "component") for _, cid in components
         ]
@@ -329,6 +302,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                     "kind": req.kind,
                     "label": req.label,
                     "stage": Stage.DEVELOPMENT.value,
+                    **({"run": req.run_id} if req.run_id else {}),
                 },
             ),
             actor=ctx.actor,
@@ -372,7 +346,24 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         inference_config=inference_config,
         description=req.description,
         flavor=flavor,
+        run_id=req.run_id,
     )
+
+
+def _link_run(conn: Connection, version_id: int, run_id: str, project: str) -> None:
+    r, e, p = schema.runs, schema.experiments, schema.projects
+    found = conn.execute(
+        select(p.c.name)
+        .select_from(r.join(e, r.c.experiment_id == e.c.id).join(p, e.c.project_id == p.c.id))
+        .where(r.c.id == run_id)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"run {run_id} does not exist", run=run_id)
+    if found != project:
+        raise InvalidInput(
+            f"run {run_id} belongs to project {found}, not {project}", field="run", run=run_id
+        )
+    conn.execute(insert(schema.version_runs).values(version_id=version_id, run_id=run_id))
 
 
 def _check_label_free(conn: Connection, project: str, model: str, label: str) -> None:

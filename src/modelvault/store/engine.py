@@ -1,29 +1,35 @@
-"""The metadata store: a SQLAlchemy engine chosen by URL, and the two kinds of transaction.
+"""The metadata store: a SQLAlchemy engine chosen by URL, and the kinds of transaction.
 
-``write()`` opens the single unit of work a state change runs in (SQLite: BEGIN IMMEDIATE, so
-writers queue instead of failing mid-transaction); ``read()`` opens a consistent snapshot.
-Backends are picked from one table keyed by URL scheme.
+``write()`` opens the single unit of work a state change runs in; writers queue instead of
+failing mid-transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the audit head row is locked
+first). ``read()`` opens a consistent snapshot. Backends come from one table keyed by scheme.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ..errors import InvalidInput, ModelVaultError, StoreError
 from ..settings import Settings
-from . import schema
+from .migrations import HEAD
 
+# Execution options naming the kind of transaction; each backend's "begin" hook reads them.
 _WRITE = "mv_write"
+_SNAPSHOT = "mv_snapshot"
 _NO_BEGIN = "mv_no_begin"
+_MIGRATE = "mv_migrate"
 GENESIS_HASH = "0" * 64
+
+_REVISION = text("SELECT version_num FROM alembic_version")
+_LOCKED = "the registry database stayed locked by another writer for too long; try again"
 
 
 class MetadataStore:
@@ -35,48 +41,125 @@ class MetadataStore:
         self.dialect = engine.dialect.name
         self._ready = False
 
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return self.url
+
     def ensure_schema(self) -> None:
+        """Bring the schema to this release's head; once at head, this reads one row."""
         if self._ready:
             return
-        with self.engine.connect() as raw:
-            conn = raw.execution_options(**{_WRITE: True})
-            with conn.begin():
-                schema.metadata.create_all(conn)
-                head = conn.execute(select(schema.audit_head.c.id)).first()
-                if head is None:
-                    conn.execute(schema.audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
-                    conn.execute(
-                        schema.meta.insert().values(
-                            key="schema_version", value=str(schema.SCHEMA_VERSION)
-                        )
-                    )
+        if self._recorded_revision() != HEAD:
+            from .migrate import upgrade
+
+            upgrade(self)
         self._ready = True
+
+    def _recorded_revision(self) -> str | None:
+        with self._transaction(_NO_BEGIN) as conn:
+            try:
+                return conn.execute(_REVISION).scalar()
+            except DBAPIError:
+                # no revision table (a new or pre-migration database); the upgrade, under its
+                # lock, looks properly and reports any real failure
+                return None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One atomic unit of work: state rows and their audit events commit together."""
         self.ensure_schema()
-        with _translated(), self.engine.connect() as raw:
-            conn = raw.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+        with self._transaction(_WRITE) as conn:
+            yield conn
 
     @contextmanager
     def read(self, *, snapshot: bool = True) -> Iterator[Connection]:
         """A read; with ``snapshot=False`` no transaction is opened, which is right (and
         cheaper) for a single statement."""
         self.ensure_schema()
-        with _translated(), self.engine.connect() as raw:
-            conn = raw if snapshot else raw.execution_options(**{_NO_BEGIN: True})
-            with conn.begin():
-                yield conn
+        with self._transaction(_SNAPSHOT if snapshot else _NO_BEGIN) as conn:
+            yield conn
+
+    @contextmanager
+    def inspecting(self) -> Iterator[Connection]:
+        """A snapshot read that leaves the schema as it is (for reporting its revision)."""
+        with self._transaction(_SNAPSHOT) as conn:
+            yield conn
+
+    @contextmanager
+    def migrating(self) -> Iterator[Connection]:
+        """One transaction holding the migration lock: of several processes opening the
+        store at once, one migrates and the others wait, then find the work done."""
+        with self._transaction(_MIGRATE) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, kind: str) -> Iterator[Connection]:
+        writing = kind in (_WRITE, _MIGRATE)
+        with _translated(writing=writing):
+            raw, conn, tx = self._begin(kind)
+            try:
+                try:
+                    yield conn
+                except BaseException:
+                    _rollback(tx)
+                    raise
+                _commit(tx, writing=writing)
+            finally:
+                raw.close()
+
+    def _begin(self, kind: str) -> tuple[Connection, Connection, RootTransaction]:
+        for attempt in (1, 2):
+            raw = self._connect()
+            conn = raw.execution_options(**{kind: True})
+            try:
+                return raw, conn, conn.begin()
+            except DBAPIError as exc:
+                raw.close()
+                # Only the backend's opening statement (the writers' lock) was sent, none of
+                # the caller's work: one more try on a fresh connection cannot apply it twice.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except DBAPIError as exc:
+            raise StoreError(
+                f"cannot open the metadata store {self.display_url}: {_first_line(exc)}"
+            ) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
+def _rollback(tx: RootTransaction) -> None:
+    # If the connection is gone the server discards the transaction by itself, and the error
+    # worth reporting is the one already propagating.
+    with suppress(DBAPIError):
+        tx.rollback()
+
+
+def _commit(tx: RootTransaction, *, writing: bool) -> None:
+    try:
+        tx.commit()
+    except DBAPIError as exc:
+        if writing and exc.connection_invalidated:
+            # COMMIT may have reached the server before the connection broke: the outcome is
+            # unknown, so never claim either one (and never retry: that could apply it twice).
+            raise StoreError(
+                "lost the connection to the metadata store while committing; the change may "
+                "or may not have been saved: check `modelvault audit list` before retrying"
+            ) from exc
+        raise
+
+
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(*, writing: bool = False) -> Iterator[None]:
     """Database failures become StoreError with one readable line; our own errors pass."""
     try:
         yield
@@ -84,19 +167,34 @@ def _translated() -> Iterator[None]:
         raise
     except SAIntegrityError as exc:
         raise StoreError(f"the store refused a write: {_first_line(exc)}") from exc
-    except OperationalError as exc:
-        text = _first_line(exc)
-        if "locked" in text or "busy" in text:
-            raise StoreError(
-                "the registry database stayed locked by another writer for too long; try again"
-            ) from exc
-        raise StoreError(f"metadata store failed: {text}") from exc
     except DBAPIError as exc:
-        raise StoreError(f"metadata store failed: {_first_line(exc)}") from exc
+        raise StoreError(_explain(exc, writing=writing)) from exc
+
+
+def _explain(exc: DBAPIError, *, writing: bool) -> str:
+    line = _first_line(exc)
+    state = getattr(exc.orig, "sqlstate", None)
+    if exc.connection_invalidated:
+        lost = f"lost the connection to the metadata store ({line})"
+        if writing:  # the server never saw COMMIT, so it rolls the transaction back itself
+            return f"{lost} before the change was committed; nothing was written; try again"
+        return f"{lost}; try again"
+    if state == "55P03" or (state is None and ("locked" in line or "busy" in line)):
+        return _LOCKED
+    if state in ("40001", "40P01"):
+        return f"the change collided with a concurrent transaction ({line}); try again"
+    return f"metadata store failed: {line}"
 
 
 def _first_line(exc: DBAPIError) -> str:
-    return str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+    text_ = str(exc.orig) if exc.orig is not None else str(exc)
+    return (text_.strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
+def _milliseconds(value: str, env: str) -> int:
+    if not value.isdigit() or not 0 < int(value) <= 3_600_000:
+        raise InvalidInput(f"{env} must be a whole number of ms from 1 to 3600000, not {value!r}")
+    return int(value)
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:
@@ -109,15 +207,10 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         raise InvalidInput(
             f"MODELVAULT_SQLITE_SYNCHRONOUS must be FULL or NORMAL, not {synchronous!r}"
         )
-    busy = settings.sqlite_busy_ms
-    if not busy.isdigit() or not 0 < int(busy) <= 3_600_000:
-        raise InvalidInput(
-            f"MODELVAULT_SQLITE_BUSY_MS must be a whole number of ms from 1 to 3600000, "
-            f"not {busy!r}"
-        )
+    busy = _milliseconds(settings.sqlite_busy_ms, "MODELVAULT_SQLITE_BUSY_MS")
     engine = create_engine(
         f"sqlite+pysqlite:///{path}",
-        connect_args={"timeout": int(busy) / 1000, "check_same_thread": False},
+        connect_args={"timeout": busy / 1000, "check_same_thread": False},
         pool_size=4,
         max_overflow=8,
     )
@@ -130,7 +223,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(busy)}")
+        cur.execute(f"PRAGMA busy_timeout={busy}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -138,13 +231,76 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         options = conn.get_execution_options()
         if options.get(_NO_BEGIN):
             return
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
+        immediate = options.get(_WRITE) or options.get(_MIGRATE)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+_POSTGRES_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
+_PG_LOCK_WRITERS = "SELECT seq FROM mv_audit_head WHERE id = 1 FOR UPDATE"
+# Keyed by schema, so registries in different schemas of one database never wait on each other.
+_PG_LOCK_MIGRATIONS = (
+    "SELECT pg_advisory_xact_lock(1836480109, hashtext(coalesce(current_schema(), '')))"
+)
+
+
+def _postgres_engine(url: str, settings: Settings) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInput(f"invalid PostgreSQL URL: {exc}", field="db") from None
+    if parsed.drivername not in _POSTGRES_DRIVERS:
+        raise InvalidInput(
+            f"unsupported PostgreSQL driver {parsed.drivername!r}: modelvault uses psycopg 3; "
+            "write postgresql://... or postgresql+psycopg://...",
+            field="db",
+        )
+    lock_ms = _milliseconds(settings.pg_lock_timeout_ms, "MODELVAULT_PG_LOCK_TIMEOUT_MS")
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "a PostgreSQL store needs the psycopg driver: pip install 'modelvault[postgres]'"
+        ) from None
+    query = {k: " ".join(v) if isinstance(v, tuple) else v for k, v in parsed.query.items()}
+    # Set once per session: a writer queueing behind another gives up after lock_timeout.
+    query["options"] = f"{query.get('options', '')} -c lock_timeout={lock_ms}".strip()
+    engine = create_engine(
+        parsed.set(drivername="postgresql+psycopg", query=query),
+        connect_args={} if "connect_timeout" in query else {"connect_timeout": 10},
+        pool_size=4,
+        max_overflow=8,
+        # a pooled connection the server dropped (restart, failover) is replaced before use
+        pool_pre_ping=True,
+    )
+    levels = psycopg.IsolationLevel
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        dbapi.autocommit = bool(options.get(_NO_BEGIN))
+        if dbapi.autocommit:
+            return
+        # Writers must see every commit made before their lock was granted: repeatable read
+        # would keep the snapshot taken while they queued for it.
+        dbapi.isolation_level = (
+            levels.REPEATABLE_READ if options.get(_SNAPSHOT) else levels.READ_COMMITTED
+        )
+        if options.get(_WRITE):
+            conn.exec_driver_sql(_PG_LOCK_WRITERS)
+        elif options.get(_MIGRATE):
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")  # wait as long as it takes
+            conn.exec_driver_sql(_PG_LOCK_MIGRATIONS)
 
     return engine
 
 
 _FACTORIES: dict[str, Callable[[str, Settings], Engine]] = {
     "sqlite": _sqlite_engine,
+    "postgresql": _postgres_engine,
+    "postgres": _postgres_engine,
 }
 
 

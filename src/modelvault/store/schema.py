@@ -8,6 +8,7 @@ interval tables: a row is never updated except to close its interval.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -68,7 +69,7 @@ versions = Table(
     Column("kind", String(16), nullable=False),
     Column("digest", DIGEST, nullable=False),
     Column("artifact_digest", DIGEST, nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),  # PostgreSQL's INTEGER stops at 2 GiB
     Column("file_count", Integer, nullable=False),
     # The immutable record (params, metrics, tags, datasets, code, environment ...) as
     # canonical JSON; its digest is the version's digest.
@@ -231,3 +232,135 @@ audit_head = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# -- experiment tracking ------------------------------------------------------------------
+
+experiments = Table(
+    "mv_experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("mv_projects.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_experiments_project_name"),
+)
+
+runs = Table(
+    "mv_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("mv_experiments.id"), nullable=False),
+    Column("parent_id", String(32), ForeignKey("mv_runs.id")),
+    Column("name", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("ended_at", TS),
+    Column("created_by", String(256), nullable=False),
+    Column("failure", Text),
+    # What was captured at start (code, environment, command line, host, seeds): canonical
+    # JSON, written once.
+    Column("record", Text, nullable=False),
+)
+Index("ix_runs_experiment", runs.c.experiment_id, runs.c.started_at)
+Index("ix_runs_parent", runs.c.parent_id)
+
+run_params = Table(
+    "mv_run_params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("mv_runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    # canonical JSON of the value, so 1, 1.0, "1" and true stay distinct
+    Column("value", Text, nullable=False),
+)
+
+run_tags = Table(
+    "mv_run_tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("mv_runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+run_metrics = Table(
+    "mv_run_metrics",
+    metadata,
+    # BIGINT on PostgreSQL (billions of points); SQLite needs INTEGER for its rowid alias
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(32), ForeignKey("mv_runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    # NaN and infinities are kept: SQLite would store NaN as NULL, so non-finite values are
+    # written as NULL plus their name in ``special``.
+    Column("value", Float),
+    Column("special", String(4)),
+)
+Index("ix_run_metrics_run_key_step", run_metrics.c.run_id, run_metrics.c.key, run_metrics.c.step)
+
+run_artifacts = Table(
+    "mv_run_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("mv_runs.id"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("digest", DIGEST, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+Index("ix_run_artifacts_digest", run_artifacts.c.digest)
+
+snapshots = Table(
+    "mv_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("mv_projects.id"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("system", String(16), nullable=False),
+    # modelvault snapshots: the manifest digest; external ones: their pinned identity
+    Column("digest", String(200), nullable=False),
+    Column("uri", Text),
+    Column("file_count", Integer),
+    Column("size", BigInteger),
+    Column("stored", Integer, nullable=False, server_default=text("0")),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("audit_seq", Integer, nullable=False),
+    UniqueConstraint("project_id", "name", "digest", name="uq_snapshots_name_digest"),
+)
+Index("ix_snapshots_digest", snapshots.c.digest)
+
+run_inputs = Table(
+    "mv_run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("mv_runs.id"), primary_key=True),
+    Column("snapshot_id", Integer, ForeignKey("mv_snapshots.id"), primary_key=True),
+    Column("role", String(32), primary_key=True),
+)
+Index("ix_run_inputs_snapshot", run_inputs.c.snapshot_id)
+
+eval_reports = Table(
+    "mv_eval_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), nullable=False),
+    Column("eval_set", String(200), nullable=False),
+    Column("eval_set_name", String(250)),
+    Column("digest", DIGEST, nullable=False),
+    # the immutable report (metrics, latency, cost, outputs blob) as canonical JSON
+    Column("record", Text, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("audit_seq", Integer, nullable=False),
+)
+Index("ix_eval_reports_version_set", eval_reports.c.version_id, eval_reports.c.eval_set)
+Index("ix_eval_reports_set", eval_reports.c.eval_set)
+
+# The run a version was registered from (lineage, and "which versions came from this run").
+version_runs = Table(
+    "mv_version_runs",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("run_id", String(32), ForeignKey("mv_runs.id"), nullable=False),
+)
+Index("ix_version_runs_run", version_runs.c.run_id)

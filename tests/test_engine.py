@@ -1,0 +1,66 @@
+"""Metadata store URLs: each scheme reaches its backend, passwords never reach messages, and
+a wrong URL or setting is one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
+
+from modelvault import InvalidInput, Registry, Settings, StoreError
+from modelvault.store.engine import open_metadata_store
+
+from .backends import PG_URL, pg_schema
+
+
+def _settings(**env: str) -> Settings:
+    return Settings.from_env(env=env)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_every_postgresql_spelling_uses_psycopg(scheme: str) -> None:
+    url = make_url(PG_URL).set(drivername=scheme).render_as_string(hide_password=False)
+    store = open_metadata_store(url, _settings())
+    assert store.engine.url.drivername == "postgresql+psycopg"
+    assert store.dialect == "postgresql"
+    store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u@h/db", "unsupported metadata store URL scheme 'mysql'"),
+        ("postgresql+psycopg2://u@h/db", "modelvault uses psycopg 3"),
+        ("sqlite:///:memory:", "in-memory SQLite store is not supported"),
+    ],
+)
+def test_unsupported_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        open_metadata_store(url, _settings())
+
+
+def test_lock_timeout_setting_is_checked() -> None:
+    with pytest.raises(InvalidInput, match="MODELVAULT_PG_LOCK_TIMEOUT_MS"):
+        open_metadata_store(PG_URL, _settings(MODELVAULT_PG_LOCK_TIMEOUT_MS="soon"))
+
+
+def test_passwords_stay_out_of_messages(tmp_path: Path) -> None:
+    url = "postgresql://mv:s3cret@127.0.0.1:1/db?connect_timeout=1"
+    reg = Registry(settings=Settings.from_env(env={"MODELVAULT_DB": url}, home=tmp_path))
+    with pytest.raises(StoreError, match="cannot open the metadata store") as info:
+        reg.models()
+    assert "s3cret" not in info.value.message and "***" in info.value.message
+    assert "\n" not in info.value.message
+    reg.close()
+
+
+def test_init_reports_the_store_without_its_password(tmp_path: Path) -> None:
+    with pg_schema() as url:
+        secret = make_url(url).set(password="unused-by-trust-auth")
+        shown = secret.render_as_string(hide_password=False)
+        with Registry(
+            settings=Settings.from_env(env={"MODELVAULT_DB": shown}, home=tmp_path)
+        ) as reg:
+            where = reg.init()
+        assert "unused-by-trust-auth" not in where["db"]

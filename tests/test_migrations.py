@@ -1,0 +1,144 @@
+"""Schema migrations on every metadata backend: schema.py and the migration head agree, new
+and pre-migration databases come to head, a failed migration leaves nothing behind, and a
+store already at head opens without importing alembic."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+from modelvault import Registry, Settings, StoreError
+from modelvault.store import migrate, schema
+from modelvault.store.migrations import HEAD
+
+from .backends import engine_for
+from .conftest import write_model
+
+
+def test_head_names_the_newest_revision() -> None:
+    scripts = ScriptDirectory(str(migrate.SCRIPTS))
+    assert scripts.get_heads() == [HEAD], "set HEAD in store/migrations/__init__.py"
+
+
+def test_schema_py_and_the_migration_head_agree(reg: Registry) -> None:
+    assert reg.upgrade_schema().revision == HEAD
+    engine = engine_for(reg.settings.db)
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata
+        )
+    engine.dispose()
+    assert diff == [], (
+        "schema.py differs from what the migrations build; add a revision "
+        "(docs/migrations.md): " + repr(diff)
+    )
+
+
+def test_a_new_store_is_migrated_on_first_use(reg: Registry, tmp_path: Path) -> None:
+    before = reg.schema_status()
+    assert (before.revision, before.state) == (None, "empty")
+    reg.register("m", write_model(tmp_path, "a", b"a"), capture_environment=False)
+    after = reg.schema_status()
+    assert (after.revision, after.state, after.head) == (HEAD, "current", HEAD)
+    assert reg.upgrade_schema().applied == ()
+
+
+def _sql(reg: Registry, *statements: str) -> None:
+    engine = engine_for(reg.settings.db)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def test_a_store_from_before_migrations_is_stamped_then_upgraded(
+    reg: Registry, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    # revision 0001 builds exactly what the first release did, minus the revision record
+    with reg._ctx.store.migrating() as conn:
+        command.upgrade(migrate._config(conn), "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+    _sql(
+        reg,
+        "INSERT INTO mv_projects (name, created_by, created_at) "
+        "VALUES ('kept', 'alice', '2026-03-01T09:00:00.000000Z')",
+    )
+    assert reg.schema_status().state == "unversioned"
+    done = reg.upgrade_schema()
+    assert (done.stamped, done.revision, done.state) == ("0001", HEAD, "current")
+    assert done.applied == tuple(f"{n:04d}" for n in range(2, int(HEAD) + 1))
+    v = reg.register("m", write_model(tmp_path, "a", b"a"), capture_environment=False)
+    assert reg.get("m:1") == v
+    assert reg.verify_audit().ok
+    engine = engine_for(reg.settings.db)
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT name FROM mv_projects WHERE name = 'kept'")).all()
+    engine.dispose()
+    assert len(kept) == 1
+
+
+def test_a_store_from_a_newer_release_is_refused(settings: Settings) -> None:
+    with Registry(settings=settings) as reg:
+        reg.init()
+        _sql(reg, "UPDATE alembic_version SET version_num = '9999'")
+    with Registry(settings=settings) as reg:
+        assert reg.schema_status().state == "ahead"
+        with pytest.raises(StoreError, match="revision 9999, which this release"):
+            reg.models()
+
+
+def test_unknown_tables_without_a_revision_are_left_alone(reg: Registry) -> None:
+    reg.init()
+    _sql(
+        reg,
+        "DROP TABLE alembic_version",
+        "UPDATE mv_meta SET value = '7' WHERE key = 'schema_version'",
+    )
+    with pytest.raises(StoreError, match="unknown schema version"):
+        reg.upgrade_schema()
+
+
+def test_a_failed_migration_leaves_nothing_behind(reg: Registry) -> None:
+    _sql(reg, "CREATE TABLE mv_audit_events (seq INTEGER PRIMARY KEY)")  # in the way
+    with pytest.raises(StoreError):
+        reg.init()
+    engine = engine_for(reg.settings.db)
+    with engine.connect() as conn:
+        assert set(inspect(conn).get_table_names()) == {"mv_audit_events"}
+    engine.dispose()
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(reg: Registry) -> None:
+    reg.init()
+    code = (
+        "import sys; from pathlib import Path; from modelvault import Registry, Settings;"
+        f"s = Settings.from_env(env={{'MODELVAULT_DB': {reg.settings.db!r}}}, "
+        f"home=Path({str(reg.settings.home)!r}));"
+        "r = Registry(settings=s); r.models(); r.close();"
+        "print('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
+
+
+def test_drafting_the_next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrate, "SCRIPTS", scripts)
+    path = migrate.draft_revision("add the next thing")
+    number = f"{int(HEAD) + 1:04d}"
+    assert path == scripts / "versions" / f"{number}_add_the_next_thing.py"
+    body = path.read_text()
+    assert f"revision = {number!r}" in body and f"down_revision = {HEAD!r}" in body
