@@ -1,7 +1,8 @@
 """The metadata backends the suite runs against: SQLite files, and PostgreSQL through one
 throwaway schema per test (selected by search_path), so tests run in parallel in one database.
 
-PostgreSQL comes from ``MODELVAULT_TEST_POSTGRES_URL``; when it is unreachable the tests fail, loudly.
+PostgreSQL comes from ``MODELVAULT_TEST_POSTGRES_URL``; when it is unreachable the tests
+fail, loudly.
 """
 
 from __future__ import annotations
