@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
-from modelvault import Registry
+from modelvault import InvalidInput, Registry
 
 from .backends import engine_for
 from .conftest import write_model
@@ -146,3 +146,11 @@ def test_appended_forgery_with_wrong_link_is_detected(busy: Registry) -> None:
             {"prev": "0" * 64, "hash": "e" * 64},
         )
     _expect_broken(busy, 14)
+
+
+def test_audit_filters_refuse_nul(reg: Registry) -> None:
+    # PostgreSQL cannot compare text holding NUL; both backends refuse it as bad input
+    with pytest.raises(InvalidInput, match="NUL"):
+        reg.audit(action="stage.\x00")
+    with pytest.raises(InvalidInput):
+        reg.audit(actor="al\x00ice")
