@@ -9,6 +9,7 @@ from pathlib import Path
 from modelvault import domain, errors
 from modelvault.cli.docgen import generate
 from modelvault.cli.errors import EXIT_CODES
+from modelvault.events import records as event_records
 from modelvault.limits import ALIAS_PATTERN, KEY_PATTERN, LIMITS, NAME_PATTERN
 from modelvault.settings import SETTINGS
 from modelvault.tracking import records
@@ -78,6 +79,9 @@ def test_every_json_field_is_documented() -> None:
         records.ExampleChange,
         records.Lineage,
         records.LineageNode,
+        event_records.Webhook,
+        event_records.CreatedWebhook,
+        event_records.DeadLetter,
     ):
         for field in dataclasses.fields(cls):
             assert f'"{field.name}"' in text, f"{cls.__name__}.{field.name} is undocumented"

@@ -26,6 +26,7 @@ from .domain import (
     Version,
     VersionDiff,
 )
+from .events.sdk import EventsMethods
 from .settings import Settings
 from .timeutil import Clock, parse_time, utc_now
 from .tracking.sdk import TrackingMethods
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[int], Callable[[int], None] | None]
 
 
-class Registry(TrackingMethods):
+class Registry(TrackingMethods, EventsMethods):
     """A model registry. ``Registry()`` opens the embedded default at ``$MODELVAULT_HOME``."""
 
     def __init__(

@@ -465,6 +465,7 @@ def db_current(json_: Json = False) -> None:
 
 
 # Command groups kept in their own modules register themselves on ``app`` when imported.
+from . import events as _events  # noqa: E402
 from . import tracking as _tracking  # noqa: E402
 
-del _tracking
+del _events, _tracking

@@ -25,6 +25,12 @@ def emit_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def emit_json_line(value: Any) -> None:
+    """One JSON document on one line (a stream of them, for --follow)."""
+    sys.stdout.write(json.dumps(as_json(value), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def message(text: str) -> None:
     stderr.print(text, highlight=False)
 

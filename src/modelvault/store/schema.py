@@ -364,3 +364,41 @@ version_runs = Table(
     Column("run_id", String(32), ForeignKey("mv_runs.id"), nullable=False),
 )
 Index("ix_version_runs_run", version_runs.c.run_id)
+
+# -- durable events -----------------------------------------------------------------------
+
+# A webhook's outbox is the audit log itself: events are append-only with gap-free sequence
+# numbers, so a cursor per webhook (the last sequence delivered or dead-lettered) is all the
+# state delivery needs, and a restart loses nothing.
+webhooks = Table(
+    "mv_webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("mv_projects.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    # needed in clear to sign each delivery (HMAC), unlike API tokens which are hashed
+    Column("secret", String(128), nullable=False),
+    Column("actions", Text, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout_ms", Integer, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TS),
+    Column("last_error", Text),
+    Column("lease_until", TS),
+    Column("lease_owner", String(64)),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_webhooks_project_name"),
+)
+
+webhook_dead_letters = Table(
+    "mv_webhook_dead_letters",
+    metadata,
+    Column("webhook_id", Integer, ForeignKey("mv_webhooks.id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("dead_at", TS, nullable=False),
+)
