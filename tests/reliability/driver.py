@@ -23,7 +23,9 @@ def main(home: str, seed: int) -> None:
     while True:
         n += 1
         versions = alice.versions("crash") if alice.models() else []
-        op = rng.choice(["register", "register", "promote", "approve", "ship", "rollback", "alias"])
+        op = rng.choice(
+            ["register", "register", "promote", "approve", "ship", "rollback", "alias", "track"]
+        )
         try:
             if op == "register" or not versions:
                 f = scratch / f"{n}.bin"
@@ -48,6 +50,13 @@ def main(home: str, seed: int) -> None:
                     with contextlib.suppress(ModelVaultError):
                         bob.approve(v.ref)
                     alice.promote(v.ref, "production", reason=f"ship {n}")
+            elif op == "track":
+                with alice.start_run(
+                    experiment="crash", capture_code=False, capture_environment=False
+                ) as run:
+                    run.log_params({"n": n})
+                    points = rng.choice([10, 1000, 6000])
+                    run.log_batch([("loss", rng.random(), i) for i in range(points)])
             elif op == "rollback":
                 alice.rollback("crash", reason=f"rollback {n}")
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,6 +21,38 @@ def _sha(path: Path) -> str:
         while chunk := fh.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _check_runs(conn: Any, events: dict[int, Any]) -> int:
+    """Runs and their events: a run exists with its start event, has ended exactly when its
+    end event exists, holds exactly the params and the metric points its events recorded."""
+    by_run: dict[str, dict[str, Any]] = {}
+    for event in events.values():
+        if event.action.startswith("run."):
+            run_id = event.subject.removeprefix("run:")
+            entry = by_run.setdefault(run_id, {"start": 0, "end": 0, "points": 0, "params": set()})
+            after = json.loads(event.after) if event.after else {}
+            if event.action == "run.start":
+                entry["start"] += 1
+            elif event.action == "run.end":
+                entry["end"] += 1
+            elif event.action == "run.metrics":
+                entry["points"] += after["points"]
+            elif event.action == "run.params":
+                entry["params"] |= set(after)
+    r, rm, rp = schema.runs, schema.run_metrics, schema.run_params
+    runs = {row.id: row.status for row in conn.execute(select(r.c.id, r.c.status)).all()}
+    assert set(runs) == set(by_run), "a run without its start event, or the reverse"
+    points = dict(conn.execute(select(rm.c.run_id, func.count()).group_by(rm.c.run_id)).all())
+    params: dict[str, set[str]] = {}
+    for run_id, key in conn.execute(select(rp.c.run_id, rp.c.key)).all():
+        params.setdefault(run_id, set()).add(key)
+    for run_id, entry in by_run.items():
+        assert entry["start"] == 1, f"run {run_id} started {entry['start']} times"
+        assert (runs[run_id] != "running") == (entry["end"] == 1), f"run {run_id} end"
+        assert points.get(run_id, 0) == entry["points"], f"run {run_id}: metric points"
+        assert params.get(run_id, set()) == entry["params"], f"run {run_id}: params"
+    return sum(points.values())
 
 
 def check_store(
@@ -84,6 +117,7 @@ def check_store(
                 assert seq in alias_seqs, f"event {seq} (alias.set) without its alias row"
             if event.action == "version.approve":
                 assert seq in approval_seqs, f"event {seq} (approve) without its approval"
+        metric_points = _check_runs(conn, events)
         # every blob a version needs exists, and (optionally) holds the right bytes
         blob_root = home / "blobs" / "sha256"
         for (digest,) in conn.execute(select(schema.version_blobs.c.digest).distinct()).all():
@@ -97,6 +131,7 @@ def check_store(
             "events": len(events),
             "approvals": len(approval_seqs),
             "alias_sets": len(alias_seqs),
+            "metric_points": metric_points,
         }
     engine.dispose()
     # nothing under a final blob name ever holds the wrong bytes

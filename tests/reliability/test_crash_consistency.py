@@ -1,5 +1,5 @@
-"""SIGKILL at random moments while a process registers, approves, promotes, rolls back and
-moves aliases: after every kill the store opens and every invariant holds."""
+"""SIGKILL at random moments while a process registers, approves, promotes, rolls back,
+moves aliases and logs runs: after every kill the store opens and every invariant holds."""
 
 from __future__ import annotations
 
@@ -39,3 +39,4 @@ def test_random_kills_across_operations(tmp_path: Path) -> None:
     counts = check_store(home, verify_all_blobs=True)
     assert killed == kills, "the driver must still be running when it is killed"
     assert counts["versions"] > 0 and counts["events"] > counts["versions"]
+    assert counts["metric_points"] > 0, "the driver never got to log metrics"

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="modelvault",
-    help="Version, approve, promote, roll back and audit machine-learning models.",
+    help="Version, track, evaluate, approve, promote, roll back and audit machine-learning models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
