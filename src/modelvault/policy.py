@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
 from .gates import Rule, parse_rule
 
-_KNOWN_KEYS = {"approvals", "admins", "gates", "models"}
+_KNOWN_KEYS = {"approvals", "admins", "gates", "models", "trusted_code"}
 _GATE_KEYS = {"approvals", "eval_set", "rules"}
 GATED_STAGES = ("staging", "production")
 DEFAULT_APPROVALS = 1
@@ -38,6 +38,8 @@ class ProjectPolicy:
     admins: tuple[str, ...] = ()
     gates: Mapping[str, StageGate] = field(default_factory=dict)
     models: Mapping[str, ProjectPolicy] = field(default_factory=dict)
+    # the project's own code (python-flavor entry points, pickles) may run in gateways
+    trusted_code: bool = False
 
     def gate(self, stage: str) -> StageGate:
         """The gate for *stage* with every value filled in."""
@@ -146,7 +148,12 @@ def _section(
         gates[stage] = _gate(
             gate_data, f"{where}.gates.{stage}", base.gates.get(stage, StageGate()), source, text
         )
-    section = ProjectPolicy(approvals=approvals, admins=tuple(admins), gates=gates)
+    trusted = data.get("trusted_code", base.trusted_code)
+    if not isinstance(trusted, bool):
+        raise InvalidInput(f"policy: trusted_code in {where} must be true or false", field="policy")
+    section = ProjectPolicy(
+        approvals=approvals, admins=tuple(admins), gates=gates, trusted_code=trusted
+    )
     models_raw = data.get("models", {}) if models else {}
     if not isinstance(models_raw, dict):
         raise InvalidInput(f"policy: models in {where} must be a table", field="policy")
@@ -154,7 +161,7 @@ def _section(
         name: _section(sub, f"{where}.models.{name}", section, source, text, models=False)
         for name, sub in models_raw.items()
     }
-    return ProjectPolicy(approvals=approvals, admins=tuple(admins), gates=gates, models=per_model)
+    return replace(section, models=per_model)
 
 
 def parse_policy(text: str, *, source: str = "policy.toml") -> Policy:

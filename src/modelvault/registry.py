@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .deploy.sdk import DeploymentMethods
 from .domain import (
     AliasInterval,
     Approval,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[int], Callable[[int], None] | None]
 
 
-class Registry(TrackingMethods, EventsMethods):
+class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
     """A model registry. ``Registry()`` opens the embedded default at ``$MODELVAULT_HOME``."""
 
     def __init__(

@@ -294,9 +294,29 @@ def rollback(
     to: Annotated[
         int | None, typer.Option("--to", help="Earlier production version number")
     ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Roll the deployment in this environment back too"),
+    ] = None,
+    feature: Annotated[
+        str | None, typer.Option("--feature", help="With --env: only this feature's route")
+    ] = None,
     json_: Json = False,
 ) -> None:
-    """Make the previous production version production again, in one transaction."""
+    """Make the previous production version production again, in one transaction. With
+    --env, the deployment's traffic goes back to its previous release (hot standby)."""
+    if env is not None:
+        if to is not None:
+            raise InvalidInput("--to does not combine with --env", field="to")
+        dep = registry().rollback_deployment(model, env, reason=reason, feature=feature)
+        if json_:
+            output.emit_json(dep)
+        else:
+            arms = ", ".join(f"{a.release} {a.weight:g}%" for a in dep.spec.arms)
+            output.message(f"rolled back {dep.name} (revision {dep.revision}): {arms}")
+        return
+    if feature is not None:
+        raise InvalidInput("--feature needs --env", field="feature")
     done = registry().rollback(model, reason=reason, to=to)
     if json_:
         output.emit_json(done)
@@ -465,7 +485,8 @@ def db_current(json_: Json = False) -> None:
 
 
 # Command groups kept in their own modules register themselves on ``app`` when imported.
+from . import deploy as _deploy  # noqa: E402
 from . import events as _events  # noqa: E402
 from . import tracking as _tracking  # noqa: E402
 
-del _events, _tracking
+del _deploy, _events, _tracking

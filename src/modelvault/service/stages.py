@@ -17,6 +17,7 @@ from ..domain import Approval, StageInterval, Transition
 from ..errors import AlreadyExists, Conflict, Forbidden, GateFailed, InvalidInput
 from ..lifecycle import Stage, check_transition, parse_stage
 from ..limits import check_text
+from ..refs import Ref
 from ..store import schema
 from ..timeutil import from_text, to_text
 from ..tracking.records import GateCheck, GateReport
@@ -210,63 +211,75 @@ def promote(
         )
     parsed = ctx.ref(ref)
     with ctx.store.write() as conn:
-        at = ctx.now()  # under the write lock, so time order is commit order
-        at_text = to_text(at)
-        row = version_row(conn, ctx, parsed)
-        current = Stage(row.stage)
-        check_transition(current, target, model=row.model_name, version=row.number)
-        replaced = None
-        report = gating.evaluate(conn, ctx, row, target)
-        failed = [c for c in report.checks if not c.passed]
-        if failed:
-            _refuse_or_override(conn, ctx, row, report, failed, override, reason, at)
-        if target is Stage.PRODUCTION:
-            replaced = _current_production(conn, row.model_id)
-        event = append(
-            conn,
-            EventDraft(
-                "stage.promote",
-                f"{row.project_name}/{row.model_name}:{row.number}",
-                project=row.project_name,
-                model=row.model_name,
-                before={
-                    "version": row.number,
-                    "stage": current.value,
-                    "production": replaced.number if replaced else None,
-                },
-                after={
-                    "version": row.number,
-                    "stage": target.value,
-                    "archived": replaced.number if replaced else None,
-                },
-                reason=reason,
-            ),
-            actor=ctx.actor,
-            at=at,
-        )
-        if replaced is not None:
-            _close(conn, replaced.id, at_text, ctx.actor, "replaced")
-            _open(
-                conn,
-                model_id=row.model_id,
-                version_id=replaced.version_id,
-                stage=Stage.ARCHIVED,
-                at=at_text,
-                actor=ctx.actor,
-                reason=f"replaced by {row.model_name}:{row.number}",
-                seq=event.seq,
-            )
-        _close(conn, _open_interval(conn, row.id).id, at_text, ctx.actor, "promotion")
+        return promote_in(conn, ctx, parsed, target, reason, override)
+
+
+def promote_in(
+    conn: Connection,
+    ctx: Context,
+    parsed: Ref,
+    target: Stage,
+    reason: str | None,
+    override: bool,
+) -> Transition:
+    """Promote inside the caller's unit of work (a completing rollout also uses it)."""
+    at = ctx.now()  # under the write lock, so time order is commit order
+    at_text = to_text(at)
+    row = version_row(conn, ctx, parsed)
+    current = Stage(row.stage)
+    check_transition(current, target, model=row.model_name, version=row.number)
+    replaced = None
+    report = gating.evaluate(conn, ctx, row, target)
+    failed = [c for c in report.checks if not c.passed]
+    if failed:
+        _refuse_or_override(conn, ctx, row, report, failed, override, reason, at)
+    if target is Stage.PRODUCTION:
+        replaced = _current_production(conn, row.model_id)
+    event = append(
+        conn,
+        EventDraft(
+            "stage.promote",
+            f"{row.project_name}/{row.model_name}:{row.number}",
+            project=row.project_name,
+            model=row.model_name,
+            before={
+                "version": row.number,
+                "stage": current.value,
+                "production": replaced.number if replaced else None,
+            },
+            after={
+                "version": row.number,
+                "stage": target.value,
+                "archived": replaced.number if replaced else None,
+            },
+            reason=reason,
+        ),
+        actor=ctx.actor,
+        at=at,
+    )
+    if replaced is not None:
+        _close(conn, replaced.id, at_text, ctx.actor, "replaced")
         _open(
             conn,
             model_id=row.model_id,
-            version_id=row.id,
-            stage=target,
+            version_id=replaced.version_id,
+            stage=Stage.ARCHIVED,
             at=at_text,
             actor=ctx.actor,
-            reason=reason,
+            reason=f"replaced by {row.model_name}:{row.number}",
             seq=event.seq,
         )
+    _close(conn, _open_interval(conn, row.id).id, at_text, ctx.actor, "promotion")
+    _open(
+        conn,
+        model_id=row.model_id,
+        version_id=row.id,
+        stage=target,
+        at=at_text,
+        actor=ctx.actor,
+        reason=reason,
+        seq=event.seq,
+    )
     return Transition(
         project=row.project_name,
         model=row.model_name,
@@ -306,93 +319,100 @@ def rollback(ctx: Context, model: str, reason: str | None, to: int | None = None
     reason = _require_reason(reason, "a rollback")
     project, name = resolve_model(ctx, model)
     with ctx.store.write() as conn:
-        at = ctx.now()  # under the write lock, so time order is commit order
-        at_text = to_text(at)
-        mrow = model_row(conn, project, name)
-        current = _current_production(conn, mrow.id)
-        candidates = _rollback_candidates(conn, mrow.id, current.version_id if current else None)
-        if to is not None:
-            chosen = next((c for c in candidates if c.number == to), None)
-            if chosen is None:
-                was = conn.execute(
-                    select(S.c.id)
-                    .select_from(S.join(V, S.c.version_id == V.c.id))
-                    .where(
-                        S.c.model_id == mrow.id,
-                        V.c.number == to,
-                        S.c.stage == Stage.PRODUCTION.value,
-                    )
-                ).first()
-                why = (
-                    "is in production now"
-                    if current and current.number == to
-                    else "was rolled back before"
-                    if was
-                    else "was never in production"
+        return rollback_in(conn, ctx, project, name, reason, to)
+
+
+def rollback_in(
+    conn: Connection, ctx: Context, project: str, name: str, reason: str, to: int | None
+) -> Transition:
+    """Roll back inside the caller's unit of work (a deployment rollback also uses it)."""
+    at = ctx.now()  # under the write lock, so time order is commit order
+    at_text = to_text(at)
+    mrow = model_row(conn, project, name)
+    current = _current_production(conn, mrow.id)
+    candidates = _rollback_candidates(conn, mrow.id, current.version_id if current else None)
+    if to is not None:
+        chosen = next((c for c in candidates if c.number == to), None)
+        if chosen is None:
+            was = conn.execute(
+                select(S.c.id)
+                .select_from(S.join(V, S.c.version_id == V.c.id))
+                .where(
+                    S.c.model_id == mrow.id,
+                    V.c.number == to,
+                    S.c.stage == Stage.PRODUCTION.value,
                 )
-                raise Conflict(
-                    f"cannot roll {project}/{name} back to version {to}: it {why}",
-                    model=name,
-                    version=to,
-                )
-        else:
-            if not candidates:
-                raise Conflict(
-                    f"{project}/{name} has no previous production version to roll back to",
-                    model=name,
-                )
-            chosen = candidates[0]
-        row = conn.execute(
-            select(V.c.id, V.c.model_id, V.c.number).where(V.c.id == chosen.version_id)
-        ).one()
-        open_row = _open_interval(conn, row.id)
-        if open_row.stage == Stage.RETIRED.value:
+            ).first()
+            why = (
+                "is in production now"
+                if current and current.number == to
+                else "was rolled back before"
+                if was
+                else "was never in production"
+            )
             raise Conflict(
-                f"{name}:{row.number} is retired and cannot return to production",
+                f"cannot roll {project}/{name} back to version {to}: it {why}",
                 model=name,
-                version=row.number,
+                version=to,
             )
-        event = append(
-            conn,
-            EventDraft(
-                "stage.rollback",
-                f"{project}/{name}",
-                project=project,
+    else:
+        if not candidates:
+            raise Conflict(
+                f"{project}/{name} has no previous production version to roll back to",
                 model=name,
-                before={"production": current.number if current else None},
-                after={
-                    "production": row.number,
-                    "archived": current.number if current else None,
-                    "restored_from": open_row.stage,
-                },
-                reason=reason,
-            ),
-            actor=ctx.actor,
-            at=at,
+            )
+        chosen = candidates[0]
+    row = conn.execute(
+        select(V.c.id, V.c.model_id, V.c.number).where(V.c.id == chosen.version_id)
+    ).one()
+    open_row = _open_interval(conn, row.id)
+    if open_row.stage == Stage.RETIRED.value:
+        raise Conflict(
+            f"{name}:{row.number} is retired and cannot return to production",
+            model=name,
+            version=row.number,
         )
-        if current is not None:
-            _close(conn, current.id, at_text, ctx.actor, "rollback")
-            _open(
-                conn,
-                model_id=mrow.id,
-                version_id=current.version_id,
-                stage=Stage.ARCHIVED,
-                at=at_text,
-                actor=ctx.actor,
-                reason=f"rolled back: {reason}",
-                seq=event.seq,
-            )
-        _close(conn, open_row.id, at_text, ctx.actor, "rollback-restore")
+    event = append(
+        conn,
+        EventDraft(
+            "stage.rollback",
+            f"{project}/{name}",
+            project=project,
+            model=name,
+            before={"production": current.number if current else None},
+            after={
+                "production": row.number,
+                "archived": current.number if current else None,
+                "restored_from": open_row.stage,
+            },
+            reason=reason,
+        ),
+        actor=ctx.actor,
+        at=at,
+    )
+    if current is not None:
+        _close(conn, current.id, at_text, ctx.actor, "rollback")
         _open(
             conn,
             model_id=mrow.id,
-            version_id=row.id,
-            stage=Stage.PRODUCTION,
+            version_id=current.version_id,
+            stage=Stage.ARCHIVED,
             at=at_text,
             actor=ctx.actor,
-            reason=reason,
+            reason=f"rolled back: {reason}",
             seq=event.seq,
         )
+    _close(conn, open_row.id, at_text, ctx.actor, "rollback-restore")
+    _open(
+        conn,
+        model_id=mrow.id,
+        version_id=row.id,
+        stage=Stage.PRODUCTION,
+        at=at_text,
+        actor=ctx.actor,
+        reason=reason,
+        seq=event.seq,
+    )
     return Transition(
         project=project,
         model=name,

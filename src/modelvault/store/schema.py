@@ -402,3 +402,88 @@ webhook_dead_letters = Table(
     Column("last_error", Text, nullable=False),
     Column("dead_at", TS, nullable=False),
 )
+
+# -- deployments --------------------------------------------------------------------------
+
+# Environments beyond the built-in development, staging and production.
+environments = Table(
+    "mv_environments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("mv_projects.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("audit_seq", Integer, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_environments_project_name"),
+)
+
+deployments = Table(
+    "mv_deployments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("mv_projects.id"), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("model_id", Integer, ForeignKey("mv_models.id"), nullable=False),
+    # hashed with each sticky key: fixed for the deployment's life, so users keep their arm
+    Column("salt", String(32), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("project_id", "environment", "model_id", name="uq_deployments_env_model"),
+)
+
+# The desired state of a deployment over time: a change closes one interval and opens the
+# next, so "what ran where at T" is the interval containing T.
+deployment_states = Table(
+    "mv_deployment_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", Integer, ForeignKey("mv_deployments.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("valid_from", TS, nullable=False),
+    Column("valid_to", TS),
+    Column("set_by", String(256), nullable=False),
+    Column("reason", Text),
+    Column("audit_seq", Integer, nullable=False),
+    UniqueConstraint("deployment_id", "revision", name="uq_deployment_states_revision"),
+)
+Index(
+    "ix_deployment_states_from", deployment_states.c.deployment_id, deployment_states.c.valid_from
+)
+Index(
+    "uq_deployment_states_open",
+    deployment_states.c.deployment_id,
+    unique=True,
+    sqlite_where=text("valid_to IS NULL"),
+    postgresql_where=text("valid_to IS NULL"),
+)
+
+# Measurements flushed by gateways (one row per replica, release and flush period): the
+# control plane sums them over a guardrail's window. Observations, not state: no audit event.
+deployment_windows = Table(
+    "mv_deployment_windows",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("deployment_id", Integer, ForeignKey("mv_deployments.id"), nullable=False),
+    Column("release", String(300), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("replica", String(64), nullable=False),
+    Column("window_from", TS, nullable=False),
+    Column("window_to", TS, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("client_errors", Integer, nullable=False),
+    # latency histogram: counts per bucket of gateway.measure.LATENCY_BOUNDS_MS, as JSON
+    Column("latency", Text, nullable=False),
+    Column("shadow_compared", Integer, nullable=False),
+    Column("shadow_agreed", Integer, nullable=False),
+    Column("shadow_abs_diff_sum", Float, nullable=False),
+    Column("shadow_abs_diff_max", Float, nullable=False),
+    Column("shadow_errors", Integer, nullable=False),
+)
+Index(
+    "ix_deployment_windows_to", deployment_windows.c.deployment_id, deployment_windows.c.window_to
+)
