@@ -274,3 +274,23 @@ def env_add(name: str, json_: Json = False) -> None:
         output.emit_json(done)
     else:
         output.message(f"added environment {done.name} to project {done.project}")
+
+
+@app.command()
+def gateway(
+    env: Env,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8080,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between routing-table checks (fallback)")
+    ] = 0.5,
+    no_controller: Annotated[
+        bool, typer.Option("--no-controller", help="Do not judge or advance rollouts here")
+    ] = False,
+) -> None:
+    """Serve the releases deployed to an environment: POST /v1/models/MODEL/predict."""
+    import uvicorn
+
+    app_ = registry().gateway_app(env, poll_s=poll, controller=not no_controller)
+    output.message(f"gateway for {env} on http://{host}:{port}")
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)

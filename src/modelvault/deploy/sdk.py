@@ -165,3 +165,13 @@ class DeploymentMethods:
         from ..service.deployments import deployment_roots
 
         return deployment_roots(self._ctx)
+
+    def gateway_app(self, environment: str, **options: Any) -> Any:
+        """The gateway's ASGI application serving *environment* (``modelvault gateway``);
+        *options* are ``modelvault.gateway.core.Gateway``'s (poll_s, flush_s, ...)."""
+        from ..gateway.app import create_app
+        from ..service.deployments import check_environment
+
+        with self._ctx.store.read() as conn:
+            check_environment(conn, self._ctx.settings.project, environment)
+        return create_app(self._ctx, environment, **options)

@@ -1,0 +1,2 @@
+"""The gateway: the data plane that loads releases, routes each request, mirrors shadows,
+measures arms and follows the control plane (``modelvault gateway``)."""
