@@ -273,3 +273,43 @@ def test_a_gateway_that_loses_its_store_keeps_serving_and_is_not_ready(
     assert c.get("/readyz").status_code == 200
     gw.flush()
     assert not gw._pending
+
+
+def test_rollback_to_the_hot_standby_is_a_pointer_swap(live: Registry, client: Client) -> None:
+    c = client()
+    gw = _gw(c)
+    standby = gw.routes["fraud"].loaded[gw.routes["fraud"].router.stable]
+    live.deploy_release("fraud:2", "production", reason="v2")
+    gw.refresh()
+    route = gw.routes["fraud"]
+    assert route.router.stable.key == "fraud:2"
+    assert route.loaded[standby.release] is standby  # the previous release stays loaded
+    live.rollback_deployment("fraud", "production", reason="pager")
+    gw.refresh()
+    assert gw.routes["fraud"].loaded[standby.release] is standby  # nothing was reloaded
+    r = c.post("/v1/models/fraud/predict", json={"inputs": ROWS})
+    assert r.headers["X-Model-Version"] == "fraud:1"
+
+
+def test_feature_routes_and_segments_in_the_gateway(live: Registry, client: Client) -> None:
+    live.deploy(
+        "fraud",
+        "production",
+        {
+            "release": "fraud:1",
+            "features": {"checkout": "fraud:2"},
+            "segments": [{"name": "fr", "match": {"json:country": "FR"}, "release": "fraud:2"}],
+        },
+    )
+    c = client()
+    url = "/v1/models/fraud/predict"
+    feature = c.post(url, json={"inputs": ROWS}, headers={"X-Feature": "checkout"})
+    assert feature.headers["X-Model-Route"] == "feature:checkout"
+    assert feature.headers["X-Model-Version"] == "fraud:2"
+    segment = c.post(url, json={"inputs": ROWS, "country": "FR"})
+    assert (segment.headers["X-Model-Route"], segment.headers["X-Model-Version"]) == (
+        "segment:fr",
+        "fraud:2",
+    )
+    other = c.post(url, json={"inputs": ROWS, "country": "DE"}, headers={"X-Feature": "search"})
+    assert other.headers["X-Model-Version"] == "fraud:1"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.harness import Figures
 
-from . import artifacts, metrics, registry, snapshot
+from . import artifacts, gateway, metrics, registry, snapshot
 
 # name -> (run(work_dir, quick) -> figures, {figure: (unit, better)}) ; better: "high" | "low"
 WORKLOADS: dict[str, tuple[Callable[[Path, bool], Figures], dict[str, tuple[str, str]]]] = {
@@ -15,6 +15,7 @@ WORKLOADS: dict[str, tuple[Callable[[Path, bool], Figures], dict[str, tuple[str,
     "metrics": (metrics.run, metrics.FIGURES),
     "artifacts": (artifacts.run, artifacts.FIGURES),
     "snapshot": (snapshot.run, snapshot.FIGURES),
+    "gateway": (gateway.run, gateway.FIGURES),
 }
 
 # Workloads whose modelvault side does not exist yet, and why (shown in the tables).
