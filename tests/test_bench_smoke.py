@@ -25,3 +25,12 @@ def test_quick_benchmark_produces_every_figure(capsys: pytest.CaptureFixture[str
     metrics = data["workloads"]["metrics"]["figures"]
     assert metrics["batch_points_per_s"] > 0 and metrics["loop_blocked_percent"] >= 0
     assert data["machine"]["python"]
+
+
+def test_quick_gateway_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quick", "gateway"]) == 0
+    data = json.loads((RESULTS / "bench.json").read_text())
+    figures = data["workloads"]["gateway"]["figures"]
+    assert figures["rollback_failed_requests"] == 0 and figures["rollback_requests"] > 0
+    assert figures["saturation_per_s"] > 0 and figures["direct_p50_ms"] > 0
+    assert "rollback_to_all_traffic_s" in capsys.readouterr().out
