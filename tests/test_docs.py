@@ -9,6 +9,7 @@ from pathlib import Path
 from modelvault import domain, errors
 from modelvault.cli.docgen import generate
 from modelvault.cli.errors import EXIT_CODES
+from modelvault.deploy import records as deploy_records
 from modelvault.events import records as event_records
 from modelvault.limits import ALIAS_PATTERN, KEY_PATTERN, LIMITS, NAME_PATTERN
 from modelvault.settings import SETTINGS
@@ -82,6 +83,20 @@ def test_every_json_field_is_documented() -> None:
         event_records.Webhook,
         event_records.CreatedWebhook,
         event_records.DeadLetter,
+        deploy_records.Deployment,
+        deploy_records.DeploymentSpec,
+        deploy_records.Release,
+        deploy_records.Arm,
+        deploy_records.Segment,
+        deploy_records.FeatureRoute,
+        deploy_records.Shadow,
+        deploy_records.Standby,
+        deploy_records.RolloutPlan,
+        deploy_records.Guardrail,
+        deploy_records.RolloutStatus,
+        deploy_records.ArmStats,
+        deploy_records.GuardrailResult,
+        deploy_records.Environment,
     ):
         for field in dataclasses.fields(cls):
             assert f'"{field.name}"' in text, f"{cls.__name__}.{field.name} is undocumented"

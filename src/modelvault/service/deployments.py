@@ -576,11 +576,13 @@ def deploy(
     # writers' lock (loading can take a while).
     with ctx.store.read() as conn:
         environment = check_environment(conn, project, environment)
-        _, spec, _ = _prepare(conn, ctx, project, environment, name, document, ctx.now())
+        _, spec, current_spec = _prepare(conn, ctx, project, environment, name, document, ctx.now())
     from .releases import trial_load
 
+    serving = set(current_spec.releases()) if current_spec is not None else set()
     for release in spec.releases():
-        trial_load(ctx, project, release)
+        if release not in serving:
+            trial_load(ctx, project, release)
     with ctx.store.write() as conn:
         at = ctx.now()
         dep_id, current = _prepare_ids(conn, ctx, project, environment, name, at)
