@@ -20,12 +20,12 @@ class DeploymentMethods:
         raise NotImplementedError
 
     def add_environment(self, name: str, *, project: str | None = None) -> Environment:
-        from ..service.deployments import add_environment
+        from ..service.environments import add_environment
 
         return add_environment(self._ctx, name, project)
 
     def environments(self, *, project: str | None = None) -> list[Environment]:
-        from ..service.deployments import list_environments
+        from ..service.environments import list_environments
 
         return list_environments(self._ctx, project)
 
@@ -156,7 +156,7 @@ class DeploymentMethods:
     ) -> Deployment:
         """All traffic of *model* in *environment* back to the previous release (in
         production the registry's production stage follows), or one feature's route."""
-        from ..service.deployments import rollback_deployment
+        from ..service.deploy_rollback import rollback_deployment
 
         return rollback_deployment(self._ctx, model, environment, reason, feature)
 
@@ -170,7 +170,7 @@ class DeploymentMethods:
         """The gateway's ASGI application serving *environment* (``modelvault gateway``);
         *options* are ``modelvault.gateway.core.Gateway``'s (poll_s, flush_s, ...)."""
         from ..gateway.app import create_app
-        from ..service.deployments import check_environment
+        from ..service.environments import check_environment
 
         with self._ctx.store.read() as conn:
             check_environment(conn, self._ctx.settings.project, environment)

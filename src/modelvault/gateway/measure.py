@@ -38,6 +38,7 @@ class Measurements:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._shadow_lock = threading.Lock()
         self._window: dict[Key, Counter] = {}
         self._totals: dict[tuple[str, str, str], Counter] = {}
         self.names: dict[int, str] = {}  # deployment id -> model name, for labels
@@ -68,6 +69,13 @@ class Measurements:
         self, key: Key, seconds: float, compared: int, agreed: int, diffs: Sequence[float]
     ) -> None:
         b = bucket_of(seconds * 1000)
+        # shadows finish on several threads at once: their updates take the lock
+        with self._shadow_lock:
+            self._shadow_update(key, b, compared, agreed, diffs)
+
+    def _shadow_update(
+        self, key: Key, b: int, compared: int, agreed: int, diffs: Sequence[float]
+    ) -> None:
         for c in self._get(key):
             c.requests += 1
             c.latency[b] += 1
@@ -78,8 +86,9 @@ class Measurements:
                 c.shadow_abs_diff_max = max(c.shadow_abs_diff_max, *diffs)
 
     def shadow_error(self, key: Key) -> None:
-        for c in self._get(key):
-            c.shadow_errors += 1
+        with self._shadow_lock:
+            for c in self._get(key):
+                c.shadow_errors += 1
 
     def take(self) -> dict[Key, Counter]:
         """The current period's counters; a new period starts."""

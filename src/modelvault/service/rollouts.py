@@ -32,13 +32,8 @@ from ..limits import check_text
 from ..store import schema
 from ..timeutil import from_text, to_text
 from .context import Context, resolve_model
-from .deployments import (
-    _current,
-    abort_spec,
-    deployment_of,
-    sync_registry_stage,
-    write_state,
-)
+from .deploy_rollback import abort_spec
+from .deployments import _current, deployment_of, sync_registry_stage, write_state
 
 W = schema.deployment_windows
 
