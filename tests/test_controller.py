@@ -45,7 +45,7 @@ def _deploy(reg: Registry, **guardrail: Any) -> None:
 
 def _measure(reg: Registry, clock: FakeClock, release: str, requests: int, errors: int) -> None:
     dep_id = _dep_id(reg)
-    now = clock.now
+    now = clock.advance(seconds=1)  # measured after the step began
     record_windows(
         reg._ctx,
         [

@@ -116,8 +116,9 @@ def create_app(
                 headers=headers,
             )
         gw.measure.served(arm, time.perf_counter() - started, error=False)
-        if choice.shadows:
-            gw.mirror(route, choice.shadows, rows, outputs)
+        shadows = [r for r in choice.shadows if r != release]  # never itself
+        if shadows:
+            gw.mirror(route, shadows, rows, outputs)
         payload: dict[str, Any] = {"outputs": outputs, "version": version, "request_id": request_id}
         if loaded.config_ref is not None:
             payload["config"] = loaded.config_ref

@@ -174,8 +174,11 @@ class Resolver:
             ref = replace(ref, project=self.project)
         try:
             row = version_row(self.conn, self.ctx, ref)
-        except NotFound as exc:
-            raise NotFound(f"unknown release {text_}: {exc.message}", ref=text_) from None
+        except NotFound:
+            raise NotFound(
+                f"unknown release {text_}: no such version of {self.project}/{ref.model}",
+                ref=text_,
+            ) from None
         if row.project_name != self.project:
             raise InvalidInput(f"{what} {text_} is in another project", field="release")
         if row.stage == Stage.RETIRED.value:

@@ -135,8 +135,10 @@ def judge_guardrails(ctx: Context, dep_id: int, spec: DeploymentSpec) -> list[Gu
         return []
     results = []
     now = ctx.now()
+    step_started = from_text(plan.step_started)
     for rule in spec.guardrails:
-        since = now - timedelta(seconds=rule.window_s)
+        # only what was measured at the current step counts
+        since = max(now - timedelta(seconds=rule.window_s), step_started)
         stats = measured(ctx, dep_id, since, now)
         if rule.metric.startswith("shadow_"):
             cand = stats.get(("shadow", plan.candidate.key)) or ArmStats(plan.candidate.key)
