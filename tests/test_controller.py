@@ -121,3 +121,16 @@ def test_failure_limit_needs_consecutive_breaches_and_aborted_stays_aborted(
     assert [(a.release.key, a.weight) for a in dep.spec.arms] == [("fraud:1", 100.0)]
     clock.advance(hours=1)
     assert _tick(reg, bot, failures) == "none"  # never re-rolled automatically
+
+
+def test_old_measurement_windows_are_pruned(reg: Registry, bot: Registry, clock: FakeClock) -> None:
+    from modelvault.service.rollouts import measured, prune_windows
+
+    _deploy(reg)
+    _measure(reg, clock, "fraud:2", 10, 0)
+    start = clock.now - timedelta(seconds=5)
+    clock.advance(days=8)
+    _measure(reg, clock, "fraud:2", 20, 0)
+    assert prune_windows(reg._ctx, clock.now - timedelta(days=7)) == 1
+    found = measured(reg._ctx, _dep_id(reg), start, clock.now)
+    assert found[("arm", "fraud:2")].requests == 20

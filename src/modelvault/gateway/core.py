@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..deploy.records import Deployment, Release
@@ -31,6 +31,8 @@ from ..timeutil import from_text
 from .measure import Measurements, window_rows
 
 log = logging.getLogger("modelvault.gateway")
+RETENTION_S = 7 * 86400.0  # measurement windows kept this long
+PRUNE_EVERY_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +201,24 @@ class Gateway:
                 self.refresh()
 
     def _worker(self) -> None:
-        last_control = 0.0
+        last_control = last_prune = 0.0
         while not self._stop.wait(self.flush_s):
             self.flush()
             if self.controller and time.monotonic() - last_control >= self.control_s:
                 last_control = time.monotonic()
                 self.control()
+            if time.monotonic() - last_prune >= PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                self.prune()
+
+    def prune(self) -> None:
+        """Drop measurement windows older than the retention (7 days)."""
+        from ..service.rollouts import prune_windows
+
+        try:
+            prune_windows(self.ctx, self.ctx.now() - timedelta(seconds=RETENTION_S))
+        except Exception as exc:  # the store may be away; try again later
+            log.warning("cannot prune measurements: %s", exc)
 
     def start(self) -> None:
         self.refresh()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from ..deploy import spec as specs
 from ..deploy.guardrails import judge
@@ -71,6 +71,14 @@ def record_windows(ctx: Context, rows: Sequence[WindowRow]) -> None:
         values.append(d)
     with ctx.store.write() as conn:
         conn.execute(insert(W), values)
+
+
+def prune_windows(ctx: Context, older_than: datetime) -> int:
+    """Delete measurement windows that ended before *older_than* (decisions keep their
+    evidence in the audit log)."""
+    with ctx.store.write() as conn:
+        done = conn.execute(delete(W).where(W.c.window_to < to_text(older_than)))
+    return int(done.rowcount or 0)
 
 
 def measured(
