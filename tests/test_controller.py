@@ -134,3 +134,31 @@ def test_old_measurement_windows_are_pruned(reg: Registry, bot: Registry, clock:
     assert prune_windows(reg._ctx, clock.now - timedelta(days=7)) == 1
     found = measured(reg._ctx, _dep_id(reg), start, clock.now)
     assert found[("arm", "fraud:2")].requests == 20
+
+
+def test_a_quality_drop_seen_in_feedback_aborts(
+    reg: Registry, bot: Registry, clock: FakeClock
+) -> None:
+    reg.deploy(
+        "fraud",
+        "production",
+        {
+            "rollout": {"release": "fraud:2", "steps": [10, 100], "bake": "10m"},
+            "guardrails": [{"rule": "accuracy < baseline - 0.05", "min_samples": 50}],
+        },
+    )
+    now = clock.advance(seconds=1)
+    dep_id = _dep_id(reg)
+    since = now - timedelta(seconds=1)
+    record_windows(
+        reg._ctx,
+        [
+            WindowRow(dep_id, "fraud:2", "arm", "r1", since, now, 100, feedback_rows=100,
+                      feedback_correct=80),
+            WindowRow(dep_id, "fraud:1", "arm", "r1", since, now, 900, feedback_rows=900,
+                      feedback_correct=855),
+        ],
+    )  # fmt: skip
+    assert _tick(reg, bot, {}) == "abort"
+    rule = reg.audit(action="rollout.abort")[-1].after["guardrails"][0]  # type: ignore[index]
+    assert rule["measured"] == pytest.approx(0.8) and rule["limit"] == pytest.approx(0.9)

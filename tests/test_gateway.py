@@ -313,3 +313,28 @@ def test_feature_routes_and_segments_in_the_gateway(live: Registry, client: Clie
     )
     other = c.post(url, json={"inputs": ROWS, "country": "DE"}, headers={"X-Feature": "search"})
     assert other.headers["X-Model-Version"] == "fraud:1"
+
+
+def test_delayed_feedback_is_counted_for_the_release_that_answered(
+    live: Registry, client: Client
+) -> None:
+    live.deploy_release("fraud:2", "production", canary="50,100")
+    c = client()
+    gw = _gw(c)
+    r = c.post("/v1/models/fraud/predict", json={"inputs": ROWS}, headers={"x-request-id": "q1"})
+    outputs = r.json()["outputs"]
+    truth = [1 - outputs[0], *outputs[1:]]  # one row of six wrong
+    done = c.post("/v1/feedback", json={"request_id": "q1", "labels": truth})
+    assert done.status_code == 200 and done.json()["release"] == r.headers["X-Model-Version"]
+    again = c.post("/v1/feedback", json={"request_id": "q1", "labels": truth})
+    assert again.status_code == 404 and again.json()["error"]["field"] == "request_id"
+    c.post("/v1/models/fraud/predict", json={"inputs": ROWS}, headers={"x-request-id": "q2"})
+    short = c.post("/v1/feedback", json={"request_id": "q2", "labels": [1]})
+    assert (
+        short.status_code == 400
+        and "one value per input row (6)" in short.json()["error"]["message"]
+    )
+    gw.flush()
+    arms = {s.release: s for s in live.rollout_status("fraud", "production").arms}
+    served = arms[r.headers["X-Model-Version"]]
+    assert served.feedback_rows == 6 and served.accuracy == pytest.approx(5 / 6)

@@ -86,3 +86,19 @@ def test_shadow_agreement_counts_compared_rows() -> None:
     bad = ArmStats("m:3", shadow_compared=1000, shadow_agreement=0.9)
     assert judge(rule, ok, None, T0, T1).verdict == "pass"
     assert judge(rule, bad, None, T0, T1).verdict == "breach"
+
+
+def test_offset_from_baseline_for_feedback_quality() -> None:
+    rule = parse_guardrail("accuracy < baseline - 0.01")
+    assert rule.offset and rule.threshold == pytest.approx(-0.01)
+    stable = ArmStats("m:1", feedback_rows=500, accuracy=0.95)
+    worse = judge(rule, ArmStats("m:2", feedback_rows=200, accuracy=0.90), stable, T0, T1)
+    assert worse.verdict == "breach" and worse.limit == pytest.approx(0.94)
+    same = judge(rule, ArmStats("m:2", feedback_rows=200, accuracy=0.945), stable, T0, T1)
+    assert same.verdict == "pass"
+    thin = ArmStats("m:1", feedback_rows=20, accuracy=0.99)  # baseline below min_samples
+    assert judge(
+        rule, ArmStats("m:2", 0, feedback_rows=200, accuracy=0.5), thin, T0, T1
+    ).verdict == ("inconclusive")
+    with pytest.raises(InvalidInput, match="no baseline"):
+        parse_guardrail("shadow_agreement < baseline - 0.1")

@@ -82,6 +82,7 @@ class Guardrail:
     min_samples: int = 100
     failure_limit: int = 1
     on_inconclusive: str = "hold"
+    offset: bool = False  # limit = the stable release's value + threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,10 @@ class ArmStats:
     shadow_mean_abs_diff: float | None = None
     shadow_max_abs_diff: float | None = None
     shadow_errors: int = 0
+    feedback_rows: int = 0
+    accuracy: float | None = None
+    feedback_scored: int = 0
+    mean_abs_error: float | None = None
 
     @property
     def error_rate(self) -> float | None:

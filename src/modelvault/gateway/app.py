@@ -2,6 +2,7 @@
 
     POST /v1/models/{model}/predict   {"inputs": [[...], ...]} -> {"outputs", "version"}
     GET  /v1/configs/{model}          the inference config of the release the request routes to
+    POST /v1/feedback                 {"request_id", "labels" | "scores"}: delayed truth
     GET  /v1/models                   the routing table: arms, loaded and failed releases
     GET  /healthz, /readyz, /metrics  liveness, readiness (503 when the table may be stale)
 
@@ -116,6 +117,7 @@ def create_app(
                 headers=headers,
             )
         gw.measure.served(arm, time.perf_counter() - started, error=False)
+        gw.served(request_id, route.deployment_id, release.key, outputs)
         shadows = [r for r in choice.shadows if r != release]  # never itself
         if shadows:
             gw.mirror(route, shadows, rows, outputs)
@@ -145,6 +147,14 @@ def create_app(
             },
             headers={"X-Model-Version": version, "X-Request-Id": request_id},
         )
+
+    async def feedback(request: Request) -> Response:
+        try:
+            done = gw.feedback(parse_body(await request.body()))
+        except ModelVaultError as exc:
+            status = 404 if exc.code == "not_found" else 400
+            return _error(status, exc.code, exc.message, **exc.fields)
+        return JSONResponse(done)
 
     async def models(_: Request) -> Response:
         return JSONResponse(
@@ -187,6 +197,7 @@ def create_app(
             Path("/v1/models/{model}/predict", predict, methods=["POST"]),
             Path("/v1/configs/{model}", config, methods=["GET"]),
             Path("/v1/models", models, methods=["GET"]),
+            Path("/v1/feedback", feedback, methods=["POST"]),
             Path("/healthz", healthz, methods=["GET"]),
             Path("/readyz", readyz, methods=["GET"]),
             Path("/metrics", metrics, methods=["GET"]),

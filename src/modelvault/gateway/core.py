@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -75,6 +76,7 @@ class Gateway:
         shadow_workers: int = 2,
         shadow_timeout_s: float = 2.0,
         retry_s: float = 10.0,
+        remember: int = 100_000,
         replica: str | None = None,
     ) -> None:
         self.ctx = ctx
@@ -107,6 +109,9 @@ class Gateway:
         self._threads: list[threading.Thread] = []
         self._refresh_lock = threading.Lock()
         self.listening = threading.Event()  # set while LISTEN is active (PostgreSQL)
+        # request id -> (deployment id, release key, outputs): what delayed feedback joins
+        self._served: OrderedDict[str, tuple[int, str, list[Any]]] = OrderedDict()
+        self.remember = remember
 
     # -- following the control plane -----------------------------------------------------
 
@@ -285,6 +290,54 @@ class Gateway:
                 log.warning("rollout of %s: %s %s", result.model, result.action, result.detail)
                 self._wake.set()
         return results
+
+    # -- delayed feedback -----------------------------------------------------------------
+
+    def served(self, request_id: str, deployment_id: int, release: str, outputs: list[Any]) -> None:
+        """Remember an answer (the last *remember* of them) for feedback to join."""
+        self._served[request_id] = (deployment_id, release, outputs)
+        if len(self._served) > self.remember:
+            self._served.popitem(last=False)
+
+    def feedback(self, body: Any) -> dict[str, Any]:
+        """Score a remembered answer against the truth: ``{"request_id", "labels"}`` (or
+        ``"scores"``), one per input row."""
+        from ..errors import InvalidInput, NotFound
+
+        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+            raise InvalidInput('feedback needs "request_id"', field="request_id")
+        found = self._served.pop(body["request_id"], None)
+        if found is None:
+            raise NotFound(
+                f"request {body['request_id']} is unknown here (feedback must reach the replica "
+                f"that answered, among its last {self.remember} answers, once)",
+                field="request_id",
+            )
+        dep_id, release, outputs = found
+        kinds = [k for k in ("labels", "scores") if k in body]
+        if len(kinds) != 1:
+            self._served[body["request_id"]] = found
+            raise InvalidInput('feedback needs one of "labels" or "scores"', field="labels")
+        truth = body[kinds[0]]
+        if not isinstance(truth, list) or len(truth) != len(outputs):
+            self._served[body["request_id"]] = found
+            raise InvalidInput(
+                f'"{kinds[0]}" must list one value per input row ({len(outputs)})',
+                field=kinds[0],
+            )
+        correct = 0
+        errors: list[float] = []
+        for i, (out, want) in enumerate(zip(outputs, truth, strict=True)):
+            if kinds[0] == "labels":
+                correct += out == want
+            elif isinstance(want, bool) or not isinstance(want, int | float):
+                self._served[body["request_id"]] = found
+                raise InvalidInput(f"scores[{i}] must be a number", field=f"scores[{i}]")
+            elif isinstance(out, int | float):
+                errors.append(abs(float(out) - float(want)))
+        rows = len(outputs) if kinds[0] == "labels" else 0
+        self.measure.feedback((dep_id, "arm", release), rows, correct, errors)
+        return {"request_id": body["request_id"], "release": release, "rows": len(outputs)}
 
     # -- shadows --------------------------------------------------------------------------
 

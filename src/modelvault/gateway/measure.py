@@ -28,6 +28,10 @@ class Counter:
     shadow_abs_diff_sum: float = 0.0
     shadow_abs_diff_max: float = 0.0
     shadow_errors: int = 0
+    feedback_rows: int = 0
+    feedback_correct: int = 0
+    feedback_scored: int = 0
+    feedback_abs_err_sum: float = 0.0
 
 
 Key = tuple[int, str, str]  # deployment id, role (arm/shadow), release key
@@ -90,6 +94,14 @@ class Measurements:
             for c in self._get(key):
                 c.shadow_errors += 1
 
+    def feedback(self, key: Key, rows: int, correct: int, errors: Sequence[float]) -> None:
+        with self._shadow_lock:
+            for c in self._get(key):
+                c.feedback_rows += rows
+                c.feedback_correct += correct
+                c.feedback_scored += len(errors)
+                c.feedback_abs_err_sum += sum(errors)
+
     def take(self) -> dict[Key, Counter]:
         """The current period's counters; a new period starts."""
         with self._lock:
@@ -111,6 +123,8 @@ class Measurements:
             "modelvault_shadow_compared_total": [],
             "modelvault_shadow_agreed_total": [],
             "modelvault_shadow_errors_total": [],
+            "modelvault_feedback_rows_total": [],
+            "modelvault_feedback_correct_total": [],
             "modelvault_latency_seconds": [],
         }
         for (model, role, release), c in sorted(self._totals.items()):
@@ -121,6 +135,8 @@ class Measurements:
             series["modelvault_shadow_compared_total"].append(f"{{{labels}}} {c.shadow_compared}")
             series["modelvault_shadow_agreed_total"].append(f"{{{labels}}} {c.shadow_agreed}")
             series["modelvault_shadow_errors_total"].append(f"{{{labels}}} {c.shadow_errors}")
+            series["modelvault_feedback_rows_total"].append(f"{{{labels}}} {c.feedback_rows}")
+            series["modelvault_feedback_correct_total"].append(f"{{{labels}}} {c.feedback_correct}")
             running = 0
             for bound, count in zip([*LATENCY_BOUNDS_MS, math.inf], c.latency, strict=True):
                 running += count
@@ -158,6 +174,10 @@ def window_rows(
             shadow_abs_diff_sum=c.shadow_abs_diff_sum,
             shadow_abs_diff_max=c.shadow_abs_diff_max,
             shadow_errors=c.shadow_errors,
+            feedback_rows=c.feedback_rows,
+            feedback_correct=c.feedback_correct,
+            feedback_scored=c.feedback_scored,
+            feedback_abs_err_sum=c.feedback_abs_err_sum,
         )
         for (dep, role, release), c in taken.items()
     ]

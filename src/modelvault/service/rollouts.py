@@ -57,6 +57,10 @@ class WindowRow:
     shadow_abs_diff_sum: float = 0.0
     shadow_abs_diff_max: float = 0.0
     shadow_errors: int = 0
+    feedback_rows: int = 0
+    feedback_correct: int = 0
+    feedback_scored: int = 0
+    feedback_abs_err_sum: float = 0.0
 
 
 def record_windows(ctx: Context, rows: Sequence[WindowRow]) -> None:
@@ -98,6 +102,10 @@ def measured(
                 func.sum(W.c.shadow_abs_diff_sum),
                 func.max(W.c.shadow_abs_diff_max),
                 func.sum(W.c.shadow_errors),
+                func.sum(W.c.feedback_rows),
+                func.sum(W.c.feedback_correct),
+                func.sum(W.c.feedback_scored),
+                func.sum(W.c.feedback_abs_err_sum),
             )
             .where(
                 W.c.deployment_id == deployment_id,
@@ -116,8 +124,11 @@ def measured(
         ):
             key = (role, release)
             hists[key] = add(hists.get(key, [0] * HIST_SIZE), json.loads(latency))
-    out = {}
-    for release, role, req, err, cerr, cmp_, agr, diff_sum, diff_max, serr in rows:
+    out: dict[tuple[str, str], ArmStats] = {}
+    for row in rows:
+        release, role, req, err, cerr, cmp_, agr, diff_sum, diff_max, serr = row[:10]
+        f_rows, f_ok, f_scored = (int(v or 0) for v in row[10:13])
+        f_err = float(row[13] or 0)
         hist = hists.get((role, release), [])
         compared = int(cmp_ or 0)
         out[(role, release)] = ArmStats(
@@ -133,6 +144,10 @@ def measured(
             shadow_mean_abs_diff=(float(diff_sum or 0) / compared) if compared else None,
             shadow_max_abs_diff=float(diff_max) if compared and diff_max is not None else None,
             shadow_errors=int(serr or 0),
+            feedback_rows=f_rows,
+            accuracy=(f_ok / f_rows) if f_rows else None,
+            feedback_scored=f_scored,
+            mean_abs_error=(f_err / f_scored) if f_scored else None,
         )
     return out
 

@@ -483,6 +483,11 @@ deployment_windows = Table(
     Column("shadow_abs_diff_sum", Float, nullable=False),
     Column("shadow_abs_diff_max", Float, nullable=False),
     Column("shadow_errors", Integer, nullable=False),
+    # delayed feedback (POST /v1/feedback) on what this release served
+    Column("feedback_rows", Integer, nullable=False, server_default=text("0")),
+    Column("feedback_correct", Integer, nullable=False, server_default=text("0")),
+    Column("feedback_scored", Integer, nullable=False, server_default=text("0")),
+    Column("feedback_abs_err_sum", Float, nullable=False, server_default=text("0")),
 )
 Index(
     "ix_deployment_windows_to", deployment_windows.c.deployment_id, deployment_windows.c.window_to

@@ -89,6 +89,10 @@ def upgrade() -> None:
         sa.Column("shadow_abs_diff_sum", sa.Float, nullable=False),
         sa.Column("shadow_abs_diff_max", sa.Float, nullable=False),
         sa.Column("shadow_errors", sa.Integer, nullable=False),
+        sa.Column("feedback_rows", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("feedback_correct", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("feedback_scored", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("feedback_abs_err_sum", sa.Float, nullable=False, server_default=sa.text("0")),
     )
     op.create_index(
         "ix_deployment_windows_to", "mv_deployment_windows", ["deployment_id", "window_to"]
