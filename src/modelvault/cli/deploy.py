@@ -164,7 +164,7 @@ def _render_rollout(found: RolloutStatus) -> None:
             s.p50_ms,
             s.p95_ms,
             s.p99_ms,
-            "",
+            f"{s.accuracy:.4f} ({s.feedback_rows})" if s.accuracy is not None else "",
         )
         for s in found.arms
     ] + [
@@ -184,7 +184,17 @@ def _render_rollout(found: RolloutStatus) -> None:
     if rows:
         output.table(
             "measured",
-            ["release", "role", "requests", "errors", "error rate", "p50", "p95", "p99", "agree"],
+            [
+                "release",
+                "role",
+                "requests",
+                "errors",
+                "error rate",
+                "p50",
+                "p95",
+                "p99",
+                "agree / accuracy",
+            ],
             rows,
         )
     if found.guardrails:
