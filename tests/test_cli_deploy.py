@@ -86,3 +86,13 @@ def test_rollback_without_env_stays_registry_level(cli: CLI, tmp_path: Path) -> 
     assert cli.run("promote", "fraud:2", "--to", "production", "--reason", "b")[0] == 0
     done = cli.json("rollback", "fraud", "--reason", "c")
     assert done["version"] == 1 and "to_stage" in done
+
+
+def test_controller_once(cli: CLI, tmp_path: Path) -> None:
+    _setup(cli, tmp_path)
+    assert cli.run("deploy", "fraud:1", "--env", "production", "--reason", "a")[0] == 0
+    assert cli.run("deploy", "fraud:2", "--env", "production", "--canary", "5,100")[0] == 0
+    code, _, err = cli.run("controller", "--env", "production", "--once")
+    assert code == 0 and "fraud: hold baking" in err
+    code, _, err = cli.run("controller", "--env", "nowhere", "--once")
+    assert code == 3 and "environment 'nowhere'" in err

@@ -162,3 +162,15 @@ def test_a_quality_drop_seen_in_feedback_aborts(
     assert _tick(reg, bot, {}) == "abort"
     rule = reg.audit(action="rollout.abort")[-1].after["guardrails"][0]  # type: ignore[index]
     assert rule["measured"] == pytest.approx(0.8) and rule["limit"] == pytest.approx(0.9)
+
+
+def test_judging_a_whole_environment_acts_as_the_controller(
+    reg: Registry, bot: Registry, clock: FakeClock
+) -> None:
+    _deploy(reg)
+    _measure(reg, clock, "fraud:2", 100, 40)
+    _measure(reg, clock, "fraud:1", 900, 0)
+    results = reg.judge_rollouts("production")
+    assert [(r.model, r.action) for r in results] == [("fraud", "abort")]
+    assert reg.audit(action="rollout.abort")[-1].actor == CONTROLLER
+    assert reg.judge_rollouts("production") == []  # nothing running any more

@@ -12,6 +12,7 @@ from modelvault.cli.errors import EXIT_CODES
 from modelvault.deploy import records as deploy_records
 from modelvault.events import records as event_records
 from modelvault.limits import ALIAS_PATTERN, KEY_PATTERN, LIMITS, NAME_PATTERN
+from modelvault.service.rollouts import TickResult
 from modelvault.settings import SETTINGS
 from modelvault.tracking import records
 
@@ -97,6 +98,7 @@ def test_every_json_field_is_documented() -> None:
         deploy_records.ArmStats,
         deploy_records.GuardrailResult,
         deploy_records.Environment,
+        TickResult,
     ):
         for field in dataclasses.fields(cls):
             assert f'"{field.name}"' in text, f"{cls.__name__}.{field.name} is undocumented"

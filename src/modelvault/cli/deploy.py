@@ -304,3 +304,29 @@ def gateway(
     app_ = registry().gateway_app(env, poll_s=poll, controller=not no_controller)
     output.message(f"gateway for {env} on http://{host}:{port}")
     uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def controller(
+    env: Env,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between judgments")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Judge once and exit")] = False,
+    json_: Json = False,
+) -> None:
+    """Judge running rollouts from measurements the gateways stored: advance after a healthy
+    bake, abort on a guardrail breach (for gateways run with --no-controller)."""
+    import time
+
+    reg = registry()
+    failures: dict[str, int] = {}
+    while True:
+        results = reg.judge_rollouts(env, failures)
+        if json_:
+            for result in results:
+                output.emit_json_line(result)
+        else:
+            for result in results:
+                output.message(f"{result.model}: {result.action} {result.detail}".rstrip())
+        if once:
+            return
+        time.sleep(max(0.05, interval))

@@ -160,6 +160,14 @@ class DeploymentMethods:
 
         return rollback_deployment(self._ctx, model, environment, reason, feature)
 
+    def judge_rollouts(self, environment: str, failures: dict[str, int] | None = None) -> list[Any]:
+        """Judge every running rollout in *environment* once, as ``modelvault-controller``
+        (advance after a healthy bake, abort on a breach). *failures* carries consecutive
+        breach counts between calls."""
+        from ..service.rollouts import judge_environment
+
+        return judge_environment(self._ctx, environment, {} if failures is None else failures)
+
     def deployment_roots(self) -> set[str]:
         """Digests of every blob current deployments need (never to be garbage-collected)."""
         from ..service.deployments import deployment_roots

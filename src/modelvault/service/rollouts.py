@@ -463,3 +463,25 @@ def tick(
         return TickResult(model, env, "blocked", results, exc.message)
     except Conflict as exc:
         return TickResult(model, env, "none", results, exc.message)
+
+
+def judge_environment(
+    ctx: Context, environment: str, failures: MutableMapping[str, int]
+) -> list[TickResult]:
+    """One judgment of every running rollout in *environment* (the project's), acting as
+    the automatic actor: what ``modelvault controller`` and each gateway do every second."""
+    from dataclasses import replace as _replace
+
+    from .deployments import CONTROLLER, current_rows
+    from .environments import check_environment
+
+    bot = _replace(ctx, actor=CONTROLLER)
+    with ctx.store.read() as conn:
+        check_environment(conn, ctx.settings.project, environment)
+        rows = current_rows(conn, ctx.settings.project, environment)
+    results = []
+    for row in rows:
+        dep = deployment_of(row)
+        if dep.spec.rollout is not None and dep.spec.rollout.status == "running":
+            results.append(tick(bot, dep, row.deployment_id, failures))
+    return results
