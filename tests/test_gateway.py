@@ -212,15 +212,17 @@ def test_shadows_compare_and_never_touch_the_caller(
         "        time.sleep(0.01)\n"
         "    return [0 for _ in rows]\n",
     )
-    for d in (crash, hang):
+    ones = python_dir(tmp_path, "ones", "def predict(rows):\n    return [1 for _ in rows]\n")
+    for d in (crash, hang, ones):
         live.register("fraud", d, flavor="python", capture_code=False, capture_environment=False)
-    # fraud:3 crashes, fraud:4 hangs; fraud:2 agrees with fraud:1 on most rows
+    # fraud:2 agrees with fraud:1, fraud:3 crashes, fraud:4 hangs, fraud:5 half disagrees
     doc = {
         "release": "fraud:1",
         "shadows": [
             {"release": "fraud:2", "sample": 1.0},
             {"release": "fraud:3", "sample": 1.0},
             {"release": "fraud:4", "sample": 1.0},
+            {"release": "fraud:5", "sample": 1.0},
         ],
     }
     live.deploy("fraud", "production", doc)
@@ -242,7 +244,14 @@ def test_shadows_compare_and_never_touch_the_caller(
     agree = shadows["fraud:2"]
     assert agree.shadow_compared // len(ROWS) + agree.shadow_errors == 30
     assert agree.shadow_compared > 0
-    assert agree.shadow_agreement is not None and 0 < agree.shadow_agreement <= 1
+    assert agree.shadow_agreement == 1.0
+    half = shadows["fraud:5"]  # answers 1 everywhere: agrees on 3 rows of 6
+    assert half.shadow_compared > 0 and half.shadow_agreement == pytest.approx(0.5)
+    kept = c.get("/v1/shadows/fraud").json()
+    assert set(kept) == {"fraud:2", "fraud:3", "fraud:4", "fraud:5"}
+    assert kept["fraud:2"] == [] and kept["fraud:3"] == []
+    sample = kept["fraud:5"][0]
+    assert sample["served"] == [0, 0, 1, 1, 0, 1] and sample["shadow"] == [1] * 6
 
 
 def test_a_gateway_that_loses_its_store_keeps_serving_and_is_not_ready(

@@ -2,6 +2,7 @@
 
     POST /v1/models/{model}/predict   {"inputs": [[...], ...]} -> {"outputs", "version"}
     GET  /v1/configs/{model}          the inference config of the release the request routes to
+    GET  /v1/shadows/{model}          the latest disagreements of each shadow: both outputs
     POST /v1/feedback                 {"request_id", "labels" | "scores"}: delayed truth
     GET  /v1/models                   the routing table: arms, loaded and failed releases
     GET  /healthz, /readyz, /metrics  liveness, readiness (503 when the table may be stale)
@@ -120,7 +121,7 @@ def create_app(
         gw.served(request_id, route.deployment_id, release.key, outputs)
         shadows = [r for r in choice.shadows if r != release]  # never itself
         if shadows:
-            gw.mirror(route, shadows, rows, outputs)
+            gw.mirror(route, shadows, rows, outputs, request_id)
         payload: dict[str, Any] = {"outputs": outputs, "version": version, "request_id": request_id}
         if loaded.config_ref is not None:
             payload["config"] = loaded.config_ref
@@ -155,6 +156,17 @@ def create_app(
             status = 404 if exc.code == "not_found" else 400
             return _error(status, exc.code, exc.message, **exc.fields)
         return JSONResponse(done)
+
+    async def shadows(request: Request) -> Response:
+        found = _route(gw, request.path_params["model"])
+        if isinstance(found, JSONResponse):
+            return found
+        return JSONResponse(
+            {
+                s.release.key: list(gw.disagreements.get(s.release.key, ()))
+                for s in found.deployment.spec.shadows
+            }
+        )
 
     async def models(_: Request) -> Response:
         return JSONResponse(
@@ -198,6 +210,7 @@ def create_app(
             Path("/v1/configs/{model}", config, methods=["GET"]),
             Path("/v1/models", models, methods=["GET"]),
             Path("/v1/feedback", feedback, methods=["POST"]),
+            Path("/v1/shadows/{model}", shadows, methods=["GET"]),
             Path("/healthz", healthz, methods=["GET"]),
             Path("/readyz", readyz, methods=["GET"]),
             Path("/metrics", metrics, methods=["GET"]),

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -34,6 +34,7 @@ from .measure import Measurements, window_rows
 log = logging.getLogger("modelvault.gateway")
 RETENTION_S = 7 * 86400.0  # measurement windows kept this long
 PRUNE_EVERY_S = 600.0
+DISAGREEMENTS_KEPT = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ class Gateway:
         # request id -> (deployment id, release key, outputs): what delayed feedback joins
         self._served: OrderedDict[str, tuple[int, str, list[Any]]] = OrderedDict()
         self.remember = remember
+        # the latest requests on which each shadow release disagreed: both outputs
+        self.disagreements: dict[str, deque[dict[str, Any]]] = {}
 
     # -- following the control plane -----------------------------------------------------
 
@@ -342,7 +345,12 @@ class Gateway:
     # -- shadows --------------------------------------------------------------------------
 
     def mirror(
-        self, route: Route, shadows: Sequence[Release], rows: list[Any], outputs: list[Any]
+        self,
+        route: Route,
+        shadows: Sequence[Release],
+        rows: list[Any],
+        outputs: list[Any],
+        request_id: str = "",
     ) -> None:
         for release in shadows:
             loaded = route.loaded.get(release)
@@ -363,7 +371,7 @@ class Gateway:
                 self.measure.shadow_error(key)  # every slot is busy (a hung shadow): dropped
                 continue
             try:
-                executor.submit(self._shadow, key, loaded, rows, outputs, slots)
+                executor.submit(self._shadow, key, loaded, rows, outputs, slots, request_id)
             except RuntimeError:  # shutting down
                 slots.release()
 
@@ -374,6 +382,7 @@ class Gateway:
         rows: list[Any],
         outputs: list[Any],
         slots: threading.BoundedSemaphore,
+        request_id: str = "",
     ) -> None:
         try:
             started = time.perf_counter()
@@ -385,6 +394,10 @@ class Gateway:
                 return
             compared, agreed, diffs = compare(outputs, out)
             self.measure.shadow(key, took, compared, agreed, diffs)
+            if agreed < compared:
+                self.disagreements.setdefault(key[2], deque(maxlen=DISAGREEMENTS_KEPT)).append(
+                    {"request_id": request_id, "served": outputs, "shadow": out}
+                )
         except Exception:  # a crashing shadow is counted, never seen by the caller
             self.measure.shadow_error(key)
         finally:
