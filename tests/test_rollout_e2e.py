@@ -63,8 +63,10 @@ def test_a_failing_canary_is_rolled_back_automatically(
             if r.headers["X-Model-Version"] == "fraud:1":
                 assert r.status_code == 200, r.text
                 stable_served += 1
-            else:
-                canary_failed += r.status_code == 500
+            elif r.status_code == 500:
+                assert r.json()["error"]["code"] == "model_error"
+                assert r.headers["X-Model-Version"] == "fraud:2"
+                canary_failed += 1
             route = gw.routes["fraud"]
             if route.deployment.spec.rollout.status == "aborted":
                 break
