@@ -123,6 +123,10 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "s3_part_size": "32MiB",
         "s3_timeout": "7.5",
         "s3_max_attempts": "4",
+        "audit_key": str(tmp_path / "k.pem"),
+        "audit_witness": str(tmp_path / "w"),
+        "checkpoint_every": "50",
+        "checkpoint_seconds": "60",
     }
     assert set(values) == {s.name for s in SETTINGS}
     env = {s.env: values[s.name] for s in SETTINGS}

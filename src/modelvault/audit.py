@@ -7,7 +7,6 @@ work, so an event commits with the change it records or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, select
 from .canonical import canonical_json
 from .domain import AuditEvent, AuditVerification, frozen_map
 from .errors import StoreError
+from .eventhash import event_hash
 from .store import schema
 from .store import statements as sql
 from .store.engine import GENESIS_HASH
@@ -38,36 +38,6 @@ class EventDraft:
     before: Mapping[str, Any] | None = None
     after: Mapping[str, Any] | None = None
     reason: str | None = None
-
-
-def event_hash(
-    *,
-    seq: int,
-    ts: str,
-    actor: str,
-    action: str,
-    project: str | None,
-    model: str | None,
-    subject: str,
-    before: Any,
-    after: Any,
-    reason: str | None,
-    prev_hash: str,
-) -> str:
-    body = {
-        "seq": seq,
-        "ts": ts,
-        "actor": actor,
-        "action": action,
-        "project": project,
-        "model": model,
-        "subject": subject,
-        "before": before,
-        "after": after,
-        "reason": reason,
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def _json_or_none(value: Mapping[str, Any] | None) -> str | None:

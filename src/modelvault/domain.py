@@ -235,6 +235,8 @@ class AuditVerification:
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    check: str | None = None  # chain | tree | signature | witness: which check failed
+    checkpoints: int = 0
 
 
 @dataclass(frozen=True, slots=True)

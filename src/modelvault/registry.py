@@ -74,6 +74,16 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
             clock=clock or utc_now,
             actor=check_actor(base.actor),
         )
+        self._auto_checkpoint: Any = None
+        self._ctx.store.after_write.append(self._after_write)
+
+    def _after_write(self) -> None:
+        """Sign an audit checkpoint when one is due (docs/audit.md); never fails the write."""
+        if self._auto_checkpoint is None:
+            from .service.transparency import AutoCheckpoint
+
+            self._auto_checkpoint = AutoCheckpoint(self._ctx)
+        self._auto_checkpoint()
 
     # -- lifecycle of the store -------------------------------------------------------------
     def init(self) -> dict[str, str]:
@@ -326,10 +336,59 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         )
 
     def verify_audit(self) -> AuditVerification:
-        """Recompute the audit chain; the result names the first bad sequence number."""
-        from .service.auditing import verify_chain
+        """Check the chain, the Merkle tree, every checkpoint's signature and the witness; the
+        result names the first bad sequence number and which check failed."""
+        from .service.transparency import verify_all
 
-        return verify_chain(self._ctx)
+        return verify_all(self._ctx)
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Sign a checkpoint of the audit log now (None while the log is empty)."""
+        from .service.transparency import checkpoint
+
+        cp = checkpoint(self._ctx)
+        return None if cp is None else cp.to_json()
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        from .service.transparency import list_checkpoints
+
+        with self._ctx.store.read() as conn:
+            return [c.to_json() for c in list_checkpoints(conn)]
+
+    def audit_public_key(self) -> bytes:
+        """The PEM public key that verifies this log's checkpoints."""
+        from .checkpoints import public_pem
+        from .service.transparency import public_key
+
+        return public_pem(public_key(self._ctx))
+
+    def inclusion_proof(self, seq: int, *, tree_size: int | None = None) -> dict[str, Any]:
+        """Proof that audit event *seq* is in the log signed by a checkpoint (newest by default)."""
+        from .service.transparency import inclusion_proof
+
+        return inclusion_proof(self._ctx, seq, size=tree_size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> dict[str, Any]:
+        """Proof that the checkpointed log of *old_size* is a prefix of the one of *new_size*."""
+        from .service.transparency import consistency_proof
+
+        return consistency_proof(self._ctx, old_size, new_size)
+
+    def export_audit(
+        self,
+        out: str | Path,
+        *,
+        model: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Write an offline bundle (events, checkpoints, proofs, public key) for
+        ``python -m modelvault.verify``."""
+        from .service.transparency import export_bundle
+
+        return export_bundle(
+            self._ctx, Path(out), model=model, since=self._time(since), until=self._time(until)
+        )
 
     def _time(self, value: datetime | str | None) -> datetime | None:
         if value is None or isinstance(value, datetime):

@@ -92,6 +92,30 @@ SETTINGS: tuple[Setting, ...] = (
         "5",
         "Attempts per S3 request (errors 5xx, throttling, timeouts) before failing.",
     ),
+    Setting(
+        "audit_key",
+        "MODELVAULT_AUDIT_KEY",
+        "$MODELVAULT_HOME/keys/audit-ed25519.pem",
+        "Ed25519 key signing audit checkpoints; keep it outside the database (made on first use).",
+    ),
+    Setting(
+        "audit_witness",
+        "MODELVAULT_AUDIT_WITNESS",
+        "$MODELVAULT_HOME/witness",
+        "Directory where every checkpoint is also written once; `off` disables the witness.",
+    ),
+    Setting(
+        "checkpoint_every",
+        "MODELVAULT_CHECKPOINT_EVERY",
+        "1000",
+        "Sign a checkpoint after this many new audit events (0: only on demand).",
+    ),
+    Setting(
+        "checkpoint_seconds",
+        "MODELVAULT_CHECKPOINT_SECONDS",
+        "3600",
+        "Sign a checkpoint when the newest is older than this and events were added (0: never).",
+    ),
 )
 
 
@@ -119,6 +143,10 @@ class Settings:
     s3_part_size: str = "16MiB"
     s3_timeout: str = "60"
     s3_max_attempts: str = "5"
+    audit_key: str = ""
+    audit_witness: str = ""
+    checkpoint_every: str = "1000"
+    checkpoint_seconds: str = "3600"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | Path) -> Settings:
@@ -141,6 +169,11 @@ class Settings:
             s3_part_size=source.get("MODELVAULT_S3_PART_SIZE") or "16MiB",
             s3_timeout=source.get("MODELVAULT_S3_TIMEOUT") or "60",
             s3_max_attempts=source.get("MODELVAULT_S3_MAX_ATTEMPTS") or "5",
+            audit_key=source.get("MODELVAULT_AUDIT_KEY")
+            or str(home / "keys" / "audit-ed25519.pem"),
+            audit_witness=source.get("MODELVAULT_AUDIT_WITNESS") or str(home / "witness"),
+            checkpoint_every=source.get("MODELVAULT_CHECKPOINT_EVERY") or "1000",
+            checkpoint_seconds=source.get("MODELVAULT_CHECKPOINT_SECONDS") or "3600",
         )
         rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
         return replace(settings, **rest) if rest else settings  # type: ignore[arg-type]

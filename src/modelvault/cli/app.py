@@ -443,19 +443,25 @@ def audit_list(
 
 @audit_app.command("verify")
 def audit_verify(json_: Json = False) -> None:
-    """Recompute the hash chain; exit 8 naming the first bad sequence number."""
+    """Check the hash chain, the Merkle tree, checkpoint signatures and the witness; exit 8
+    naming the first bad sequence number and the check that failed."""
     result = registry().verify_audit()
     if json_:
         output.emit_json(result)
     if not result.ok:
         from ..errors import AuditChainBroken
 
+        where = f" at event {result.first_bad_seq}" if result.first_bad_seq else ""
+        head = "audit chain broken" if result.check in (None, "chain") else "audit check failed"
         raise AuditChainBroken(
-            f"audit chain broken at event {result.first_bad_seq}: {result.problem}",
+            f"{head}{where} ({result.check or 'chain'}): {result.problem}",
             seq=result.first_bad_seq,
         )
     if not json_:
-        output.message(f"audit chain verified: {result.events} events, head {result.head_hash}")
+        output.message(
+            f"audit log verified: {result.events} events, head {result.head_hash}, "
+            f"{result.checkpoints} signed checkpoints agree with the tree and the witness"
+        )
 
 
 @db_app.command("upgrade")
@@ -488,5 +494,6 @@ def db_current(json_: Json = False) -> None:
 from . import deploy as _deploy  # noqa: E402
 from . import events as _events  # noqa: E402
 from . import tracking as _tracking  # noqa: E402
+from . import transparency as _transparency  # noqa: E402
 
-del _deploy, _events, _tracking
+del _deploy, _events, _tracking, _transparency

@@ -40,6 +40,7 @@ class MetadataStore:
         self.url = url
         self.dialect = engine.dialect.name
         self._ready = False
+        self.after_write: list[Callable[[], None]] = []
 
     @property
     def display_url(self) -> str:
@@ -74,6 +75,8 @@ class MetadataStore:
         self.ensure_schema()
         with self._transaction(_WRITE) as conn:
             yield conn
+        for hook in self.after_write:  # after the commit: never part of the unit of work
+            hook()
 
     @contextmanager
     def read(self, *, snapshot: bool = True) -> Iterator[Connection]:

@@ -233,6 +233,26 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# Merkle tree nodes over the audit events (level 0 = leaves; only perfect subtrees are
+# stored) and the signed checkpoints of the tree (docs/audit.md).
+audit_tree = Table(
+    "mv_audit_tree",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "mv_audit_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", String(64), nullable=False),
+    Column("ts", TS, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signature", String(100), nullable=False),
+)
+
 # -- experiment tracking ------------------------------------------------------------------
 
 experiments = Table(

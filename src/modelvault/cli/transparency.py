@@ -1,0 +1,85 @@
+"""Transparency-log commands under `modelvault audit`: checkpoints, the public key, proofs and
+the offline bundle."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import output
+from .app import Json, audit_app, registry
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(json_: Json = False) -> None:
+    """Sign a checkpoint of the audit log now (tree size, root hash, time)."""
+    cp = registry().checkpoint()
+    if json_:
+        output.emit_json(cp)
+    elif cp is None:
+        output.message("the audit log is empty: nothing to sign yet")
+    else:
+        output.message(
+            f"checkpoint: {cp['tree_size']} events, root {cp['root']}, key {cp['key_id']}"
+        )
+
+
+@audit_app.command("checkpoints")
+def audit_checkpoints(json_: Json = False) -> None:
+    """List the signed checkpoints, oldest first."""
+    found = registry().checkpoints()
+    if json_:
+        output.emit_json(found)
+        return
+    for cp in found:
+        print(f"{cp['tree_size']:>10}  {cp['ts']}  {cp['root']}  {cp['key_id']}")
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the PEM public key that verifies this log's checkpoints."""
+    sys.stdout.write(registry().audit_public_key().decode("ascii"))
+
+
+@audit_app.command("proof")
+def audit_proof(
+    seq: Annotated[int, typer.Argument(help="Audit sequence number")],
+    tree_size: Annotated[
+        int | None, typer.Option("--size", help="Checkpoint tree size (default: the newest)")
+    ] = None,
+) -> None:
+    """Print the inclusion proof of one event against a signed checkpoint (JSON)."""
+    output.emit_json(registry().inclusion_proof(seq, tree_size=tree_size))
+
+
+@audit_app.command("consistency")
+def audit_consistency(
+    old: Annotated[int, typer.Argument(help="Older checkpoint's tree size")],
+    new: Annotated[int, typer.Argument(help="Newer checkpoint's tree size")],
+) -> None:
+    """Print the proof that one checkpointed log is a prefix of a later one (JSON)."""
+    output.emit_json(registry().consistency_proof(old, new))
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="New directory for the bundle")],
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    since: Annotated[str | None, typer.Option("--since")] = None,
+    until: Annotated[str | None, typer.Option("--until")] = None,
+    json_: Json = False,
+) -> None:
+    """Write an offline bundle: events, checkpoints, proofs and the public key, checked by
+    `python -m modelvault.verify BUNDLE` with no database and no server."""
+    summary = registry().export_audit(out, model=model, since=since, until=until)
+    if json_:
+        output.emit_json(summary)
+    else:
+        output.message(
+            f"wrote {summary['events']} events under {out}, signed at tree size "
+            f"{summary['checkpoint']['tree_size']} (key {summary['key_id']}); "
+            f"check with: python -m modelvault.verify {out}"
+        )
