@@ -34,3 +34,10 @@ def test_quick_gateway_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> Non
     assert figures["rollback_failed_requests"] == 0 and figures["rollback_requests"] > 0
     assert figures["saturation_per_s"] > 0 and figures["direct_p50_ms"] > 0
     assert "rollback_to_all_traffic_s" in capsys.readouterr().out
+
+
+def test_quick_audit_benchmark_runs() -> None:
+    assert main(["--quick", "audit"]) == 0
+    data = json.loads((RESULTS / "bench.json").read_text())
+    figures = data["workloads"]["audit"]["figures"]
+    assert all(value is not None and value > 0 for value in figures.values())

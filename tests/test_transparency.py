@@ -313,3 +313,18 @@ def test_cli_checkpoint_proof_export_and_verify(cli: object, tmp_path: Path) -> 
     assert code == 0 and "1 signed checkpoints" in " ".join(err.split())
     code, _, err = run("audit", "proof", "99")
     assert code != 0 and "no checkpoint covers event 99" in err and "Traceback" not in err
+
+
+def test_a_batch_of_appends_chains_like_single_appends(reg: Registry, tmp_path: Path) -> None:
+    from modelvault.audit import EventDraft, append_batch
+
+    reg.register("m", write_model(tmp_path, "a", b"a"), capture_environment=False)
+    ctx = reg._ctx
+    drafts = [EventDraft("test.bulk", f"default/m:{i}", project="default") for i in range(3)]
+    with ctx.store.write() as conn:
+        seq, head = append_batch(conn, drafts, actor="importer", at=ctx.now())
+    events = reg.audit()
+    assert [e.seq for e in events] == list(range(1, seq + 1)) and events[-1].hash == head
+    assert [e.subject for e in events[-3:]] == [d.subject for d in drafts]
+    reg.checkpoint()
+    assert reg.verify_audit().ok

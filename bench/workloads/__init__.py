@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.harness import Figures
 
-from . import artifacts, gateway, metrics, registry, snapshot
+from . import artifacts, audit, gateway, metrics, registry, snapshot
 
 # name -> (run(work_dir, quick) -> figures, {figure: (unit, better)}) ; better: "high" | "low"
 WORKLOADS: dict[str, tuple[Callable[[Path, bool], Figures], dict[str, tuple[str, str]]]] = {
@@ -16,6 +16,7 @@ WORKLOADS: dict[str, tuple[Callable[[Path, bool], Figures], dict[str, tuple[str,
     "artifacts": (artifacts.run, artifacts.FIGURES),
     "snapshot": (snapshot.run, snapshot.FIGURES),
     "gateway": (gateway.run, gateway.FIGURES),
+    "audit": (audit.run, audit.FIGURES),
 }
 
 # Workloads whose modelvault side does not exist yet, and why (shown in the tables).

@@ -102,6 +102,55 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
     )
 
 
+def append_batch(
+    conn: Connection, drafts: list[EventDraft], *, actor: str, at: datetime
+) -> tuple[int, str]:
+    """Append many events in the caller's transaction with one insert and one head move
+    (imports and bulk operations); returns the new head (seq, hash)."""
+    head = conn.execute(sql.LOCK_HEAD).one()
+    seq, prev, ts = head.seq, head.hash, to_text(at)
+    rows = []
+    for draft in drafts:
+        seq += 1
+        before_text, after_text = _json_or_none(draft.before), _json_or_none(draft.after)
+        digest = event_hash(
+            seq=seq,
+            ts=ts,
+            actor=actor,
+            action=draft.action,
+            project=draft.project,
+            model=draft.model,
+            subject=draft.subject,
+            before=None if before_text is None else json.loads(before_text),
+            after=None if after_text is None else json.loads(after_text),
+            reason=draft.reason,
+            prev_hash=prev,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "ts": ts,
+                "actor": actor,
+                "action": draft.action,
+                "project": draft.project,
+                "model": draft.model,
+                "subject": draft.subject,
+                "before": before_text,
+                "after": after_text,
+                "reason": draft.reason,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    if rows:
+        conn.execute(sql.INSERT_EVENT, rows)
+        moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": prev})
+        if moved.rowcount != 1:
+            raise StoreError("the audit head moved under this transaction; try again")
+    return seq, prev
+
+
 def row_to_event(row: Any) -> AuditEvent:
     before = json.loads(row.before) if row.before is not None else None
     after = json.loads(row.after) if row.after is not None else None

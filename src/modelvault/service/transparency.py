@@ -143,7 +143,7 @@ def checkpoint(ctx: Context, *, every: int = 0, seconds: float = 0) -> cps.Check
         if every or seconds:
             grown = head.seq - last_size
             # the time runs from the newest checkpoint, or from the first event before any
-            since = last.ts if last else conn.execute(select(E.c.ts).where(E.c.seq == 1)).scalar()
+            since = _since(conn)[1]
             old = since is not None and ctx.now() - from_text(since) >= timedelta(seconds=seconds)
             if not ((every and grown >= every) or (seconds and old)):
                 return None
@@ -165,34 +165,56 @@ def checkpoint(ctx: Context, *, every: int = 0, seconds: float = 0) -> cps.Check
 
 @dataclass(slots=True)
 class AutoCheckpoint:
-    """Runs after each committed write: signs a checkpoint when one is due."""
+    """Runs after each committed write: signs a checkpoint when one is due.
+
+    The common case costs one read of the audit head: the newest checkpoint's size and time
+    are remembered, and re-read only after a checkpoint was attempted."""
 
     ctx: Context
     busy: bool = False
     checked_seq: int = -1
+    last: tuple[int, str | None] | None = None  # (size, time the clock runs from)
 
     def __call__(self) -> None:
         if self.busy:
             return
         try:
-            every = int(self.ctx.settings.checkpoint_every)
-            seconds = float(self.ctx.settings.checkpoint_seconds)
+            every = max(int(self.ctx.settings.checkpoint_every), 0)
+            seconds = max(float(self.ctx.settings.checkpoint_seconds), 0.0)
         except ValueError:
             return
-        if every <= 0 and seconds <= 0:
+        if not every and not seconds:
             return
         self.busy = True
         try:
             with self.ctx.store.read(snapshot=False) as conn:
                 head = int(conn.execute(select(schema.audit_head.c.seq)).scalar_one())
-            if head == self.checked_seq:
-                return
-            self.checked_seq = head
-            checkpoint(self.ctx, every=max(every, 0), seconds=max(seconds, 0))
+                if head == self.checked_seq:
+                    return
+                self.checked_seq = head
+                if self.last is None:
+                    self.last = _since(conn)
+            size, since = self.last
+            due = (every and head - size >= every) or (
+                seconds
+                and head > size
+                and since is not None
+                and self.ctx.now() - from_text(since) >= timedelta(seconds=seconds)
+            )
+            if due:
+                self.last = None  # re-read after this attempt, whoever made the checkpoint
+                checkpoint(self.ctx, every=every, seconds=seconds)
         except (ModelVaultError, OSError) as exc:
             log.warning("modelvault: audit checkpoint not written: %s", exc)
         finally:
             self.busy = False
+
+
+def _since(conn: Connection) -> tuple[int, str | None]:
+    last = _latest(conn)
+    if last is not None:
+        return last.tree_size, last.ts
+    return 0, conn.execute(select(E.c.ts).where(E.c.seq == 1)).scalar()
 
 
 # -- proofs ---------------------------------------------------------------------------------
