@@ -374,6 +374,15 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
 
         return consistency_proof(self._ctx, old_size, new_size)
 
+    def explain(
+        self, ref: str, *, env: str | None = None, at: datetime | str | None = None
+    ) -> dict[str, Any]:
+        """The incident report for *ref* (e.g. ``fraud@production``) at time *at*: what served,
+        since when and by whom, approvals, gates, record, diff, rollbacks, audit proofs."""
+        from .explain import explain
+
+        return explain(self, ref, env=env, at=self._time(at))
+
     def export_audit(
         self,
         out: str | Path,

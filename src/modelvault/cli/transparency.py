@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from . import output
-from .app import Json, audit_app, registry
+from .app import Json, app, audit_app, registry
 
 
 @audit_app.command("checkpoint")
@@ -83,3 +83,25 @@ def audit_export(
             f"{summary['checkpoint']['tree_size']} (key {summary['key_id']}); "
             f"check with: python -m modelvault.verify {out}"
         )
+
+
+@app.command("explain")
+def explain(
+    ref: Annotated[str, typer.Argument(help="MODEL@production, MODEL@ALIAS or MODEL:N")],
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment whose traffic split to show")
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="A past time (default: now)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, markdown, json or html")] = "text",
+) -> None:
+    """One incident report: which version served (and the traffic split), since when and who
+    put it there, approvals, gates with their numbers, data/code/params/environment, the diff
+    against the previous production version, rollbacks around that time, and an audit proof
+    for every fact cited."""
+    from ..explain import render
+
+    if fmt not in ("text", "markdown", "json", "html"):
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"--format {fmt!r}: use text, markdown, json or html", field="format")
+    sys.stdout.write(render(registry().explain(ref, env=env, at=at), fmt))

@@ -251,6 +251,12 @@ def promote_in(
                 "version": row.number,
                 "stage": target.value,
                 "archived": replaced.number if replaced else None,
+                # the numbers behind the decision, so a report can cite them later
+                "gates": [
+                    {"rule": c.rule, "required": c.required, "actual": c.actual, "passed": c.passed}
+                    for c in report.checks
+                ],
+                "eval_set": report.eval_set,
             },
             reason=reason,
         ),
