@@ -10,6 +10,7 @@ import pytest
 
 from modelvault import Registry, merkle
 from modelvault import checkpoints as cps
+from modelvault.explain import render
 
 from .conftest import FakeClock, write_model
 
@@ -114,3 +115,26 @@ def test_explain_cli_formats(cli: object, tmp_path: Path) -> None:
     assert code == 2 and "--format 'pdf'" in " ".join(err.split()) and "Traceback" not in err
     code, _, err = run("explain", "fraud@production", "--at", "2001-01-01T00:00Z")
     assert code == 3 and "Traceback" not in err
+
+
+def test_explain_with_an_environment_reports_the_traffic_split(
+    reg: Registry, as_user: Callable[[str], Registry], clock: FakeClock, tmp_path: Path
+) -> None:
+    from .deploy_helpers import register_model, to_production
+
+    bob = as_user("bob")
+    for c in (1.0, 0.5):
+        register_model(reg, tmp_path, "fraud", c)
+    to_production(reg, bob, "fraud:1")
+    reg.deploy_release("fraud:1", "production", reason="first launch")
+    to_production(reg, bob, "fraud:2")
+    reg.deploy_release("fraud:2", "production", canary="10,50,100", bake="1h", reason="canary")
+    during = clock.advance(minutes=5)
+    report = reg.explain("fraud@production", env="production", at=during)
+    arms = {a["release"]: a["weight"] for a in report["deployment"]["arms"]}
+    assert arms == {"fraud:1": 90.0, "fraud:2": 10.0}
+    assert report["deployment"]["reason"] == "canary"
+    assert str(report["deployment"]["audit"]["seq"]) in report["proofs"]["events"]
+    assert any(e["action"] == "deployment.apply" for e in report["around"])
+    text = render(report, "text")
+    assert "Traffic\n  fraud:2 10%, fraud:1 90% (revision 2" in text
