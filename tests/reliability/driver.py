@@ -13,8 +13,10 @@ from modelvault import ModelVaultError, Registry, Settings
 
 def main(home: str, seed: int) -> None:
     rng = random.Random(seed)
-    alice = Registry(settings=Settings.from_env(env={}, home=Path(home), actor="alice"))
-    bob = Registry(settings=Settings.from_env(env={}, home=Path(home), actor="bob"))
+    # a checkpoint every few events, so that kills also land while one is signed and witnessed
+    env = {"MODELVAULT_CHECKPOINT_EVERY": "5"}
+    alice = Registry(settings=Settings.from_env(env=env, home=Path(home), actor="alice"))
+    bob = Registry(settings=Settings.from_env(env=env, home=Path(home), actor="bob"))
     alice.init()
     scratch = Path(home).parent / f"scratch-{os.getpid()}"
     scratch.mkdir(exist_ok=True)

@@ -65,7 +65,8 @@ def check_store(
     reg = Registry(settings=settings)
     try:
         result = reg.verify_audit()
-        assert result.ok, f"audit chain: {result.problem}"
+        assert result.ok, f"audit {result.check}: {result.problem}"
+        checkpoints = result.checkpoints
     finally:
         reg.close()
     engine = engine_for(settings.db)
@@ -132,6 +133,7 @@ def check_store(
             "approvals": len(approval_seqs),
             "alias_sets": len(alias_seqs),
             "metric_points": metric_points,
+            "checkpoints": checkpoints,
         }
     engine.dispose()
     # nothing under a final blob name ever holds the wrong bytes

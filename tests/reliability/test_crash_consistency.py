@@ -40,3 +40,4 @@ def test_random_kills_across_operations(tmp_path: Path) -> None:
     assert killed == kills, "the driver must still be running when it is killed"
     assert counts["versions"] > 0 and counts["events"] > counts["versions"]
     assert counts["metric_points"] > 0, "the driver never got to log metrics"
+    assert counts["checkpoints"] > 0, "no checkpoint was ever signed between the kills"
