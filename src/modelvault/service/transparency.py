@@ -50,9 +50,13 @@ def _nodes(conn: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int,
     unique = sorted(set(keys))
     for i in range(0, len(unique), 200):
         chunk = unique[i : i + 200]
+        by_level: dict[int, list[int]] = {}
+        for lv, ix in chunk:
+            by_level.setdefault(lv, []).append(ix)
+        # one indexed lookup per level (a row-value IN would scan the table on SQLite)
         rows = conn.execute(
             select(T.c.level, T.c.idx, T.c.hash).where(
-                or_(*[and_(T.c.level == lv, T.c.idx == ix) for lv, ix in chunk])
+                or_(*[and_(T.c.level == lv, T.c.idx.in_(ixs)) for lv, ixs in by_level.items()])
             )
         ).all()
         out.update({(r.level, r.idx): bytes.fromhex(r.hash) for r in rows})
@@ -241,7 +245,8 @@ def inclusion_proof(ctx: Context, seq: int, *, size: int | None = None) -> dict[
     """Proof that event *seq* is in the log as signed by a checkpoint (the newest by default)."""
     if seq < 1:
         raise InvalidInput("an audit sequence number starts at 1", field="seq")
-    with ctx.store.read() as conn:
+    # no snapshot needed: checkpoints, events and tree nodes are never changed once written
+    with ctx.store.read(snapshot=False) as conn:
         cp = _covering(conn, size, seq)
         row = conn.execute(select(E.c.hash).where(E.c.seq == seq)).first()
         if row is None:
