@@ -113,6 +113,9 @@ def test_explain_cli_formats(cli: object, tmp_path: Path) -> None:
     assert json.loads(out)["approvals"][0]["approver"] == "bob"
     code, _, err = run("explain", "fraud@production", "--format", "pdf")
     assert code == 2 and "--format 'pdf'" in " ".join(err.split()) and "Traceback" not in err
+    assert run("register", "fraud", str(write_model(tmp_path, "b", b"b")))[0] == 0
+    code, out, _ = run("explain", "fraud:2")
+    assert code == 0 and "default/fraud:2 was not in production" in out
     code, _, err = run("explain", "fraud@production", "--at", "2001-01-01T00:00Z")
     assert code == 3 and "Traceback" not in err
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
-from modelvault import Registry, merkle
+from modelvault import InvalidInput, Registry, merkle
 from modelvault import checkpoints as cps
 from modelvault.eventhash import event_hash
 from modelvault.verify import BundleError, verify_bundle
@@ -86,6 +86,8 @@ def test_checkpoints_are_signed_witnessed_and_prove_every_event(log: Registry) -
         root = bytes.fromhex(proof["checkpoint"]["root"])
         assert merkle.verify_inclusion(leaf, e.seq - 1, last, path, root)
         assert not merkle.verify_inclusion(leaf, e.seq % last, last, path, root)
+    with pytest.raises(InvalidInput, match="checkpoint sizes"):
+        log.consistency_proof(last, first)
     early = log.inclusion_proof(3, tree_size=first)
     assert early["tree_size"] == first
     link = log.consistency_proof(first, last)

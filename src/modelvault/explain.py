@@ -221,11 +221,16 @@ def _lines(r: dict[str, Any]) -> list[tuple[str, str]]:
     """(heading, body) sections shared by text, markdown and HTML."""
     v, s = r["version"], r["serving"]
     out: list[tuple[str, str]] = []
-    head = f"{v['ref']} was serving at {r['query']['at']}"
+    serving = s["since"] is not None
+    head = (
+        f"{v['ref']} {'was serving' if serving else 'was not in production'} at {r['query']['at']}"
+    )
     if r["query"]["env"]:
         head += f" in {r['query']['env']}"
     body = [
-        f"since {s['since']} ({s['how']} by {s['by']}"
+        "not serving production traffic at that time"
+        if not serving
+        else f"since {s['since']} ({s['how']} by {s['by']}"
         + (f": {s['reason']}" if s["reason"] else "")
         + ")"
         + (f", until {s['until']}" if s["until"] else ", still serving")
