@@ -27,6 +27,7 @@ from .domain import (
     Version,
     VersionDiff,
 )
+from .errors import NotFound
 from .events.sdk import EventsMethods
 from .settings import Settings
 from .timeutil import Clock, parse_time, utc_now
@@ -242,14 +243,65 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         from .service.artifacts import pull
 
         version = self.get(ref)
-        return pull(
-            self._ctx,
-            version.artifact_digest,
-            str(version),
-            Path(dest),
-            overwrite=overwrite,
-            progress=progress,
-        )
+        try:
+            return pull(
+                self._ctx,
+                version.artifact_digest,
+                str(version),
+                Path(dest),
+                overwrite=overwrite,
+                progress=progress,
+            )
+        except NotFound:
+            from .service.gc import deletion_of
+
+            gone = deletion_of(self._ctx, f"{version.project}/{version.model}:{version.number}")
+            if gone is None:
+                raise
+            raise NotFound(
+                f"the artifact of {version} was deleted at {gone['deleted_at']} by "
+                f"{gone['deleted_by']} ({gone['reason']}); its record and history remain"
+            ) from None
+
+    # -- retention: deleting artifacts, holds, garbage collection ---------------------------
+    def delete_artifact(self, ref: str, *, reason: str) -> dict[str, Any]:
+        """Delete a version's artifact (its record and history stay); refused for versions in
+        production, deployed, held, or in production within the last 10 years. The bytes go
+        at the next ``gc``."""
+        from .service.gc import delete_artifact
+
+        return delete_artifact(self._ctx, ref, reason)
+
+    def prune(
+        self, model: str, *, keep_last: int, reason: str | None = None, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        """Delete the artifacts of all but the newest *keep_last* versions (protected ones
+        are kept and say why)."""
+        from .service.gc import prune
+
+        return prune(self._ctx, model, keep_last, reason, dry_run)
+
+    def hold(self, ref: str, *, reason: str) -> dict[str, Any]:
+        """Put a version under a legal hold: its artifact cannot be deleted."""
+        from .service.gc import hold
+
+        return hold(self._ctx, ref, reason)
+
+    def release_hold(self, ref: str, *, reason: str) -> dict[str, Any]:
+        from .service.gc import hold
+
+        return hold(self._ctx, ref, reason, remove=True)
+
+    def holds(self) -> list[dict[str, Any]]:
+        from .service.gc import holds
+
+        return holds(self._ctx)
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, Any]:
+        """Mark and sweep the blob store (the only code path that deletes blobs)."""
+        from .service.gc import gc
+
+        return gc(self._ctx, dry_run=dry_run, grace_seconds=grace_seconds).to_json()
 
     def diff(self, a: str, b: str) -> VersionDiff:
         from .service.diffing import diff

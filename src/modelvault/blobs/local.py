@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from ..canonical import DIGEST_PREFIX, hex_of, sha256_digest
@@ -144,6 +145,25 @@ class LocalBlobStore:
                 f"cannot read blob {digest}: {exc.error.strerror}", digest=digest
             ) from None
 
+    def listing(self) -> list[tuple[str, int, float]]:
+        """(digest, size, modification time) of every blob, for garbage collection."""
+        out = []
+        for digest in self.digests():
+            try:
+                st = os.stat(self.path_of(digest))
+            except FileNotFoundError:
+                continue
+            out.append((digest, st.st_size, st.st_mtime))
+        return out
+
+    def delete(self, digest: str) -> bool:
+        """Remove one blob (garbage collection is the only caller); False if it was gone."""
+        try:
+            os.unlink(self.path_of(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
     def digests(self) -> list[str]:
         """Every blob name present, sorted (for verification and a later gc)."""
         found: list[str] = []
@@ -203,7 +223,13 @@ class LocalBlobStore:
             existing = os.stat(final)
         except FileNotFoundError:
             return False
-        return stat.S_ISREG(existing.st_mode) and existing.st_size == size
+        if not (stat.S_ISREG(existing.st_mode) and existing.st_size == size):
+            return False
+        # reused by a registration still in flight: garbage collection must see it as fresh
+        # (blobs younger than its grace period are never collected)
+        with suppress(OSError):
+            os.utime(final)
+        return True
 
     def _publish(self, temp: Path, final: Path) -> None:
         shard = final.parent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._times: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -29,6 +31,15 @@ class MemoryBlobStore:
 
     def exists(self, digest: str) -> bool:
         return checked_digest(digest) in self._blobs
+
+    def listing(self) -> list[tuple[str, int, float]]:
+        with self._lock:
+            return [(d, len(b), self._times.get(d, 0.0)) for d, b in sorted(self._blobs.items())]
+
+    def delete(self, digest: str) -> bool:
+        with self._lock:
+            self._times.pop(digest, None)
+            return self._blobs.pop(digest, None) is not None
 
     def size(self, digest: str) -> int:
         return len(self._get(digest))
@@ -78,4 +89,5 @@ class MemoryBlobStore:
             stored = existing is None or len(existing) != len(data)
             if stored:
                 self._blobs[digest] = data
+            self._times[digest] = time.time()  # a re-put is a fresh use, as a file's mtime
         return PutResult(digest, len(data), stored=stored)

@@ -253,6 +253,26 @@ audit_checkpoints = Table(
     Column("signature", String(100), nullable=False),
 )
 
+# A version whose artifact was deleted (its record and history stay), and legal holds that
+# forbid deleting one (docs/gc.md).
+artifact_deletions = Table(
+    "mv_artifact_deletions",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("deleted_by", String(256), nullable=False),
+    Column("deleted_at", TS, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+holds = Table(
+    "mv_holds",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
 # -- experiment tracking ------------------------------------------------------------------
 
 experiments = Table(

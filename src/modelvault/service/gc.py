@@ -1,0 +1,356 @@
+"""Deleting artifacts safely, legal holds, pruning, and garbage collection of blobs.
+
+Deleting a version's artifact records the deletion (who, when, why) and keeps the version's
+record and history; the bytes go only when `gc` sweeps. `gc` is the only code path that
+removes blobs. It marks from roots and errs on the side of keeping:
+
+- every blob of a version whose artifact is not deleted, and the non-artifact blobs (captured
+  environment, code diff) of deleted ones;
+- every ``sha256:`` digest written anywhere else in the metadata (runs, snapshots,
+  evaluation reports, aliases, deployments ...), except in the audit log, which records
+  history, not what is still needed;
+- every blob a current deployment references;
+- transitively, every digest inside a small root blob (manifests of snapshots and versions,
+  evaluation outputs);
+- every blob younger than the grace period: uploads in flight, whose metadata has not
+  committed yet (a registration that reuses an existing blob refreshes its time).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, String, Text, delete, insert, select
+
+from ..audit import EventDraft, append
+from ..errors import Conflict, InvalidInput, NotFound
+from ..lifecycle import Stage
+from ..limits import check_text
+from ..store import schema
+from ..timeutil import from_text, to_text
+from .context import Context, version_row
+
+V, M, P = schema.versions, schema.models, schema.projects
+VB, S = schema.version_blobs, schema.stage_intervals
+DEL, HOLD = schema.artifact_deletions, schema.holds
+DIGEST_RE = re.compile(rb"sha256:[0-9a-f]{64}")
+ARTIFACT_ROLES = ("manifest", "file")
+# versions ever in production stay for this long after they left it (docs/gc.md)
+PRODUCTION_WINDOW = timedelta(days=3650)
+SCAN_LIMIT = 32 << 20  # root blobs larger than this are not read for nested digests
+NOT_SCANNED = {
+    schema.audit_events.name,
+    schema.audit_tree.name,
+    schema.audit_checkpoints.name,
+    schema.audit_head.name,
+    VB.name,
+    V.name,
+    schema.run_metrics.name,
+}
+
+
+def _subject(row: Any) -> str:
+    return f"{row.project_name}/{row.model_name}:{row.number}"
+
+
+def _protection(conn: Connection, ctx: Context, row: Any, deployed: set[str]) -> str | None:
+    """Why the artifact of *row* must not be deleted, or None."""
+    if conn.execute(select(HOLD.c.reason).where(HOLD.c.version_id == row.id)).first():
+        return "it is under a legal hold"
+    if row.stage == Stage.PRODUCTION.value:
+        return "it is in production"
+    if row.artifact_digest in deployed:
+        return "a deployment serves it"
+    ended = conn.execute(
+        select(S.c.valid_to).where(S.c.version_id == row.id, S.c.stage == Stage.PRODUCTION.value)
+    ).all()
+    now = ctx.now()
+    for (valid_to,) in ended:
+        if valid_to is None or now - from_text(valid_to) < PRODUCTION_WINDOW:
+            return "it was in production within the retention window (10 years)"
+    return None
+
+
+def delete_artifact(ctx: Context, ref: str, reason: str | None) -> dict[str, Any]:
+    from .deployments import deployment_roots
+
+    why = check_text(reason, limit="reason_chars", what="reason")
+    if not why:
+        raise InvalidInput("deleting an artifact needs --reason", field="reason")
+    deployed = deployment_roots(ctx)
+    with ctx.store.write() as conn:
+        row = version_row(conn, ctx, ctx.ref(ref))
+        return _delete_in(conn, ctx, row, why, deployed)
+
+
+def _delete_in(
+    conn: Connection, ctx: Context, row: Any, why: str, deployed: set[str]
+) -> dict[str, Any]:
+    if conn.execute(select(DEL.c.deleted_at).where(DEL.c.version_id == row.id)).first():
+        raise Conflict(f"the artifact of {_subject(row)} is already deleted")
+    blocked = _protection(conn, ctx, row, deployed)
+    if blocked:
+        raise Conflict(f"cannot delete the artifact of {_subject(row)}: {blocked}")
+    at = ctx.now()
+    conn.execute(
+        insert(DEL).values(
+            version_id=row.id, deleted_by=ctx.actor, deleted_at=to_text(at), reason=why
+        )
+    )
+    append(
+        conn,
+        EventDraft(
+            "version.delete_artifact",
+            _subject(row),
+            project=row.project_name,
+            model=row.model_name,
+            after={"version": row.number, "artifact_digest": row.artifact_digest},
+            reason=why,
+        ),
+        actor=ctx.actor,
+        at=at,
+    )
+    return {"version": _subject(row), "deleted_by": ctx.actor, "deleted_at": to_text(at)}
+
+
+def deletion_of(ctx: Context, ref: str) -> dict[str, Any] | None:
+    with ctx.store.read() as conn:
+        row = version_row(conn, ctx, ctx.ref(ref))
+        found = conn.execute(select(DEL).where(DEL.c.version_id == row.id)).first()
+    if found is None:
+        return None
+    return {"deleted_by": found.deleted_by, "deleted_at": found.deleted_at, "reason": found.reason}
+
+
+def prune(
+    ctx: Context, model: str, keep_last: int, reason: str | None, dry_run: bool
+) -> list[dict[str, Any]]:
+    """Delete the artifacts of every version of *model* but the newest *keep_last*, except
+    protected ones; returns one line per version older than those kept."""
+    from .deployments import deployment_roots
+
+    if keep_last < 1:
+        raise InvalidInput("--keep-last must be at least 1", field="keep_last")
+    why = check_text(reason, limit="reason_chars", what="reason") or f"keep the last {keep_last}"
+    deployed = deployment_roots(ctx)
+    out = []
+    with ctx.store.write() as conn:
+        from .context import resolve_model
+
+        project, name = resolve_model(ctx, model)
+        numbers = (
+            conn.execute(
+                select(V.c.number)
+                .select_from(V.join(M, V.c.model_id == M.c.id).join(P, M.c.project_id == P.c.id))
+                .where(P.c.name == project, M.c.name == name)
+                .order_by(V.c.number.desc())
+            )
+            .scalars()
+            .all()
+        )
+        if not numbers:
+            raise NotFound(f"model {project}/{name} does not exist or has no versions")
+        for number in numbers[keep_last:]:
+            row = version_row(conn, ctx, ctx.ref(f"{project}/{name}:{number}"))
+            if conn.execute(select(DEL.c.version_id).where(DEL.c.version_id == row.id)).first():
+                continue
+            blocked = _protection(conn, ctx, row, deployed)
+            if blocked:
+                out.append({"version": _subject(row), "action": "kept", "why": blocked})
+            elif dry_run:
+                out.append({"version": _subject(row), "action": "would delete", "why": why})
+            else:
+                _delete_in(conn, ctx, row, why, deployed)
+                out.append({"version": _subject(row), "action": "deleted", "why": why})
+    return out
+
+
+# -- holds ------------------------------------------------------------------------------------
+
+
+def hold(ctx: Context, ref: str, reason: str | None, *, remove: bool = False) -> dict[str, Any]:
+    why = check_text(reason, limit="reason_chars", what="reason")
+    if not why:
+        raise InvalidInput("a legal hold needs --reason", field="reason")
+    with ctx.store.write() as conn:
+        row = version_row(conn, ctx, ctx.ref(ref))
+        held = conn.execute(select(HOLD).where(HOLD.c.version_id == row.id)).first()
+        at = ctx.now()
+        if remove:
+            if held is None:
+                raise NotFound(f"{_subject(row)} is not under a legal hold")
+            conn.execute(delete(HOLD).where(HOLD.c.version_id == row.id))
+        else:
+            if held is not None:
+                raise Conflict(f"{_subject(row)} is already under a legal hold")
+            conn.execute(
+                insert(HOLD).values(
+                    version_id=row.id, reason=why, created_by=ctx.actor, created_at=to_text(at)
+                )
+            )
+        append(
+            conn,
+            EventDraft(
+                "hold.remove" if remove else "hold.add",
+                _subject(row),
+                project=row.project_name,
+                model=row.model_name,
+                before={"held": held is not None},
+                after={"held": not remove},
+                reason=why,
+            ),
+            actor=ctx.actor,
+            at=at,
+        )
+    return {"version": _subject(row), "held": not remove, "reason": why}
+
+
+def holds(ctx: Context) -> list[dict[str, Any]]:
+    with ctx.store.read() as conn:
+        rows = conn.execute(
+            select(HOLD, V.c.number, M.c.name.label("model"), P.c.name.label("project"))
+            .select_from(
+                HOLD.join(V, HOLD.c.version_id == V.c.id)
+                .join(M, V.c.model_id == M.c.id)
+                .join(P, M.c.project_id == P.c.id)
+            )
+            .order_by(P.c.name, M.c.name, V.c.number)
+        ).all()
+    return [
+        {
+            "version": f"{r.project}/{r.model}:{r.number}",
+            "reason": r.reason,
+            "by": r.created_by,
+            "at": r.created_at,
+        }
+        for r in rows
+    ]
+
+
+# -- garbage collection -------------------------------------------------------------------
+
+
+@dataclass
+class Sweep:
+    dry_run: bool
+    blobs: int = 0
+    bytes: int = 0
+    kept_young: int = 0
+    live: int = 0
+    per_model: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "kept_young": self.kept_young,
+            "live": self.live,
+            "per_model": self.per_model,
+        }
+
+
+def roots(ctx: Context) -> set[str]:
+    """Every blob that must stay (see the module's docstring)."""
+    from .deployments import deployment_roots
+
+    found: set[str] = set(deployment_roots(ctx))
+    with ctx.store.read() as conn:
+        deleted = select(DEL.c.version_id)
+        found.update(
+            conn.execute(
+                select(VB.c.digest).where(
+                    (VB.c.version_id.not_in(deleted)) | (VB.c.role.not_in(ARTIFACT_ROLES))
+                )
+            ).scalars()
+        )
+        live_records = select(V.c.record).where(V.c.id.not_in(deleted))
+        for (record,) in conn.execute(live_records):
+            found.update(m.decode() for m in DIGEST_RE.findall(record.encode()))
+        for table in schema.metadata.sorted_tables:
+            if table.name in NOT_SCANNED:
+                continue
+            columns = [c for c in table.columns if isinstance(c.type, String | Text)]
+            if not columns:
+                continue
+            for row in conn.execute(select(*columns)):
+                for value in row:
+                    if isinstance(value, str) and "sha256:" in value:
+                        found.update(m.decode() for m in DIGEST_RE.findall(value.encode()))
+    # nested digests: manifests of snapshots, evaluation outputs, ...
+    pending = list(found)
+    while pending:
+        digest = pending.pop()
+        try:
+            if ctx.blobs.size(digest) > SCAN_LIMIT:
+                continue
+            data = ctx.blobs.read_bytes(digest, verify=False)
+        except (NotFound, OSError):
+            continue
+        for m in DIGEST_RE.findall(data):
+            nested = m.decode()
+            if nested not in found:
+                found.add(nested)
+                pending.append(nested)
+    return found
+
+
+def _owners(ctx: Context) -> dict[str, str]:
+    """digest -> the model whose deleted artifact held it (for the per-model report)."""
+    with ctx.store.read() as conn:
+        rows = conn.execute(
+            select(VB.c.digest, M.c.name, P.c.name.label("project")).select_from(
+                VB.join(DEL, DEL.c.version_id == VB.c.version_id)
+                .join(V, V.c.id == VB.c.version_id)
+                .join(M, V.c.model_id == M.c.id)
+                .join(P, M.c.project_id == P.c.id)
+            )
+        ).all()
+    return {r.digest: f"{r.project}/{r.name}" for r in rows}
+
+
+def gc(ctx: Context, *, dry_run: bool, grace_seconds: float) -> Sweep:
+    listing = getattr(ctx.blobs, "listing", None)
+    remove = getattr(ctx.blobs, "delete", None)
+    if listing is None or remove is None:
+        raise InvalidInput(
+            "gc works on the local (file://) and memory blob stores; for S3 it is not built yet"
+        )
+    if grace_seconds < 0:
+        raise InvalidInput("the grace period cannot be negative", field="grace")
+    started = time.time()
+    # roots first, then the listing: a blob written or reused in between is young
+    keep = roots(ctx)
+    blobs = listing()
+    owners = _owners(ctx)
+    sweep = Sweep(dry_run=dry_run)
+    per_model: dict[str, dict[str, int]] = defaultdict(lambda: {"blobs": 0, "bytes": 0})
+    for digest, size, mtime in blobs:
+        if digest in keep:
+            sweep.live += 1
+            continue
+        if started - mtime < grace_seconds:
+            sweep.kept_young += 1
+            continue
+        if not dry_run and not remove(digest):
+            continue
+        owner = owners.get(digest, "(referenced by nothing)")
+        per_model[owner]["blobs"] += 1
+        per_model[owner]["bytes"] += size
+        sweep.blobs += 1
+        sweep.bytes += size
+    sweep.per_model = dict(per_model)
+    if not dry_run and sweep.blobs:
+        with ctx.store.write() as conn:
+            append(
+                conn,
+                EventDraft("gc.sweep", "blobs", after=sweep.to_json()),
+                actor=ctx.actor,
+                at=ctx.now(),
+            )
+    return sweep
