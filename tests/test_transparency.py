@@ -331,3 +331,13 @@ def test_a_batch_of_appends_chains_like_single_appends(reg: Registry, tmp_path: 
     assert [e.subject for e in events[-3:]] == [d.subject for d in drafts]
     reg.checkpoint()
     assert reg.verify_audit().ok
+
+
+def test_a_witness_write_cut_short_leaves_no_checkpoint_file(log: Registry) -> None:
+    # a writer killed mid-write leaves only its hidden temporary file, never a partial
+    # checkpoint that verification would trip over
+    witness = Path(log.settings.audit_witness)
+    (witness / ".checkpoint-000000000099.json.4242.0badc0de.tmp").write_bytes(b'{"tree_')
+    assert log.verify_audit().ok
+    key = Path(log.settings.audit_key)
+    assert not [p for p in key.parent.iterdir() if p.name.endswith(".tmp")]

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,14 +117,8 @@ def load_or_create_private(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
+    if not _write_once(path, pem, 0o600):  # another process made it first
         return load_private(path)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-        fh.flush()
-        os.fsync(fh.fileno())
     return key
 
 
@@ -146,6 +141,31 @@ def signature_ok(public: Ed25519PublicKey, cp: Checkpoint) -> bool:
     return True
 
 
+def _write_once(path: Path, data: bytes, mode: int) -> bool:
+    """Create *path* holding *data*, complete or not at all (a crash leaves only a hidden
+    temporary file); False if *path* already exists, which is then left as it is."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temp, path)  # atomic, and refuses to replace an existing file
+        except FileExistsError:
+            return False
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+        return True
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
 # -- the witness directory ------------------------------------------------------------------
 
 
@@ -158,14 +178,7 @@ def witness_write(directory: Path, cp: Checkpoint) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / witness_name(cp.tree_size)
     data = json.dumps(cp.to_json(), sort_keys=True).encode() + b"\n"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    _write_once(path, data, 0o444)
 
 
 def witness_read(directory: Path) -> list[Checkpoint]:
