@@ -333,11 +333,22 @@ def test_a_batch_of_appends_chains_like_single_appends(reg: Registry, tmp_path: 
     assert reg.verify_audit().ok
 
 
-def test_a_witness_write_cut_short_leaves_no_checkpoint_file(log: Registry) -> None:
-    # a writer killed mid-write leaves only its hidden temporary file, never a partial
-    # checkpoint that verification would trip over
+def test_a_witness_write_cut_short_leaves_no_checkpoint_file(
+    log: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the write of a witness file fails after the file was created (a kill, a full disk):
+    # no partial checkpoint file may remain for verification to trip over
+    log.register("fraud", write_model(tmp_path, "late", b"late"), capture_environment=False)
+    real = os.fdopen
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cps.os, "fdopen", broken)
+    with pytest.raises(InvalidInput, match="cannot write to the audit witness"):
+        log.checkpoint()
+    monkeypatch.setattr(cps.os, "fdopen", real)
     witness = Path(log.settings.audit_witness)
-    (witness / ".checkpoint-000000000099.json.4242.0badc0de.tmp").write_bytes(b'{"tree_')
-    assert log.verify_audit().ok
-    key = Path(log.settings.audit_key)
-    assert not [p for p in key.parent.iterdir() if p.name.endswith(".tmp")]
+    assert all(p.stat().st_size > 0 for p in witness.iterdir())
+    assert log.verify_audit().ok  # the failed checkpoint left nothing behind
+    assert log.checkpoint() is not None and log.verify_audit().checkpoints == 3
