@@ -137,15 +137,20 @@ def test_protected_artifacts_cannot_be_deleted(crowded: Registry) -> None:
         crowded.delete_artifact("fraud:5", reason="x")
     with pytest.raises(InvalidInput, match="--reason"):
         crowded.delete_artifact("fraud:9", reason="")
+    crowded.set_alias("fraud", "champion", "9")
+    with pytest.raises(Conflict, match="alias 'champion' points to it"):
+        crowded.delete_artifact("fraud:9", reason="x")
+    crowded.set_alias("fraud", "champion", "200")
     crowded.delete_artifact("fraud:9", reason="obsolete")
     with pytest.raises(Conflict, match="already deleted"):
         crowded.delete_artifact("fraud:9", reason="again")
     crowded.release_hold("fraud:7", reason="case closed")
     assert crowded.holds() == []
     crowded.delete_artifact("fraud:7", reason="no longer held")
-    actions = [e.action for e in crowded.audit(model="fraud")][-4:]
+    actions = [e.action for e in crowded.audit(model="fraud")][-5:]
     assert actions == [
-        "hold.add",
+        "alias.set",
+        "alias.set",
         "version.delete_artifact",
         "hold.remove",
         "version.delete_artifact",

@@ -36,7 +36,7 @@ from ..timeutil import from_text, to_text
 from .context import Context, version_row
 
 V, M, P = schema.versions, schema.models, schema.projects
-VB, S = schema.version_blobs, schema.stage_intervals
+VB, S, A = schema.version_blobs, schema.stage_intervals, schema.alias_intervals
 DEL, HOLD = schema.artifact_deletions, schema.holds
 DIGEST_RE = re.compile(rb"sha256:[0-9a-f]{64}")
 ARTIFACT_ROLES = ("manifest", "file")
@@ -66,6 +66,11 @@ def _protection(conn: Connection, ctx: Context, row: Any, deployed: set[str]) ->
         return "it is in production"
     if row.artifact_digest in deployed:
         return "a deployment serves it"
+    alias = conn.execute(
+        select(A.c.name).where(A.c.version_id == row.id, A.c.valid_to.is_(None)).limit(1)
+    ).first()
+    if alias is not None:
+        return f"the alias {alias.name!r} points to it"
     ended = conn.execute(
         select(S.c.valid_to).where(S.c.version_id == row.id, S.c.stage == Stage.PRODUCTION.value)
     ).all()
