@@ -125,6 +125,7 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "s3_max_attempts": "4",
         "audit_key": str(tmp_path / "k.pem"),
         "audit_witness": str(tmp_path / "w"),
+        "retention": str(tmp_path / "r.toml"),
         "checkpoint_every": "50",
         "checkpoint_seconds": "60",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,55 @@ def test_gc_cli(cli: object, tmp_path: Path) -> None:
     assert "default/m:3" in out
     code, _, err = run("delete-artifact", "m:3", "--reason", "x")
     assert code == 5 and "legal hold" in " ".join(err.split())
+
+
+def test_the_retention_policy_file_keeps_the_last_the_best_and_the_protected(
+    reg: Registry, as_user: Opener, clock: object, tmp_path: Path
+) -> None:
+    bob = as_user("bob")
+    for n in range(1, 31):
+        model = write_model(tmp_path / "r", f"v{n}", b"r%d" % n)
+        auc = 0.99 if n == 3 else 0.5 + n / 100
+        reg.register(
+            "fraud", model, metrics={"auc": auc}, capture_environment=False, capture_code=False
+        )
+    reg.promote("fraud:20", "staging")
+    bob.approve("fraud:20")
+    reg.promote("fraud:20", "production", reason="launch")
+    policy = Path(reg.settings.retention)
+    policy.write_text(
+        '[defaults]\nkeep_last = 5\nkeep_top = { metric = "auc", k = 2 }\n'
+        '[models."default/other"]\nkeep_last = 1\n'
+    )
+    dry = reg.apply_retention(dry_run=True)
+    assert {x["version"] for x in dry if x["action"] == "kept"} == {"default/fraud:20"}
+    done = reg.apply_retention()
+    deleted = {int(x["version"].rsplit(":", 1)[1]) for x in done if x["action"] == "deleted"}
+    # kept: the newest 5 (26-30), the best 2 by auc (3, and 30 among the newest), production 20
+    assert deleted == set(range(1, 31)) - {26, 27, 28, 29, 30, 3, 20}
+    assert reg.apply_retention() == [
+        {"version": "default/fraud:20", "action": "kept", "why": "it is in production"}
+    ]
+    # a candidate past its time to live goes even when it is among the newest
+    clock.advance(days=100)  # type: ignore[attr-defined]
+    policy.write_text("[defaults]\nkeep_last = 5\ncandidate_ttl_days = 90\n")
+    gone = {x["version"] for x in reg.apply_retention() if x["action"] == "deleted"}
+    assert gone == {f"default/fraud:{n}" for n in (3, 26, 27, 28, 29, 30)}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[defaults]\nkeep_last = 0\n", "keep_last must be a number ≥ 1"),
+        ("[defaults]\nkeep = 3\n", "unknown key 'keep'"),
+        ("[default]\nkeep_last = 3\n", "unknown section 'default'"),
+        ('[models."fraud"]\nkeep_last = 3\n', "must name PROJECT/MODEL"),
+        ("[defaults]\nkeep_top = 3\n", "keep_top must be"),
+        ("[defaults\n", "retention.toml"),
+    ],
+)
+def test_a_bad_retention_policy_is_one_clear_error(reg: Registry, text: str, message: str) -> None:
+    Path(reg.settings.retention).parent.mkdir(parents=True, exist_ok=True)
+    Path(reg.settings.retention).write_text(text)
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        reg.apply_retention()

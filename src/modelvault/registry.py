@@ -297,6 +297,13 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
 
         return holds(self._ctx)
 
+    def apply_retention(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Delete the artifacts the retention policy file (``settings.retention``) does not
+        keep; protected versions are kept and say why."""
+        from .service.gc import apply_retention
+
+        return apply_retention(self._ctx, dry_run=dry_run)
+
     def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, Any]:
         """Mark and sweep the blob store (the only code path that deletes blobs)."""
         from .service.gc import gc

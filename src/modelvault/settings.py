@@ -105,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Directory where every checkpoint is also written once; `off` disables the witness.",
     ),
     Setting(
+        "retention",
+        "MODELVAULT_RETENTION",
+        "$MODELVAULT_HOME/retention.toml",
+        "Retention policy file read by `retention apply` (docs/gc.md).",
+    ),
+    Setting(
         "checkpoint_every",
         "MODELVAULT_CHECKPOINT_EVERY",
         "1000",
@@ -145,6 +151,7 @@ class Settings:
     s3_max_attempts: str = "5"
     audit_key: str = ""
     audit_witness: str = ""
+    retention: str = ""
     checkpoint_every: str = "1000"
     checkpoint_seconds: str = "3600"
 
@@ -172,6 +179,7 @@ class Settings:
             audit_key=source.get("MODELVAULT_AUDIT_KEY")
             or str(home / "keys" / "audit-ed25519.pem"),
             audit_witness=source.get("MODELVAULT_AUDIT_WITNESS") or str(home / "witness"),
+            retention=source.get("MODELVAULT_RETENTION") or str(home / "retention.toml"),
             checkpoint_every=source.get("MODELVAULT_CHECKPOINT_EVERY") or "1000",
             checkpoint_seconds=source.get("MODELVAULT_CHECKPOINT_SECONDS") or "3600",
         )

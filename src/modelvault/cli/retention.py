@@ -10,6 +10,9 @@ from ..deploy.spec import parse_duration
 from . import output
 from .app import Json, app, registry
 
+retention_app = typer.Typer(help="The retention policy file (docs/gc.md).", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
 hold_app = typer.Typer(
     help="Legal holds: a held version's artifact cannot be deleted.", no_args_is_help=True
 )
@@ -103,3 +106,19 @@ def gc(
         f"gc {verb} {sweep['blobs']} blobs ({sweep['bytes']:,} bytes); kept {sweep['live']} live"
         f" and {sweep['kept_young']} younger than {grace}"
     )
+
+
+@retention_app.command("apply")
+def retention_apply(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go")] = False,
+    json_: Json = False,
+) -> None:
+    """Delete the artifacts the retention policy does not keep (their records stay); `gc`
+    then frees the bytes."""
+    lines = registry().apply_retention(dry_run=dry_run)
+    if json_:
+        output.emit_json(lines)
+        return
+    for line in lines:
+        print(f"{line['action']:>12}  {line['version']}  ({line['why']})")
+    output.message(f"{sum(1 for x in lines if x['action'] != 'kept')} artifacts affected")

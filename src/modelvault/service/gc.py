@@ -359,3 +359,85 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float) -> Sweep:
                 at=ctx.now(),
             )
     return sweep
+
+
+# -- the retention policy -------------------------------------------------------------------
+
+
+def apply_retention(ctx: Context, *, dry_run: bool) -> list[dict[str, Any]]:
+    """Delete the artifacts the retention policy file does not keep (docs/gc.md)."""
+    from pathlib import Path
+
+    from ..retention import load_retention
+    from .deployments import deployment_roots
+
+    policy = load_retention(Path(ctx.settings.retention))
+    deployed = deployment_roots(ctx)
+    now = ctx.now()
+    out: list[dict[str, Any]] = []
+    promoted_stages = (Stage.STAGING.value, Stage.PRODUCTION.value)
+    with ctx.store.write() as conn:
+        models = conn.execute(
+            select(M.c.id, M.c.name, P.c.name.label("project"))
+            .select_from(M.join(P, M.c.project_id == P.c.id))
+            .order_by(P.c.name, M.c.name)
+        ).all()
+        for model in models:
+            rules = policy.for_model(model.project, model.name)
+            if rules.empty:
+                continue
+            versions = conn.execute(
+                select(V.c.id, V.c.number, V.c.created_at)
+                .where(V.c.model_id == model.id)
+                .order_by(V.c.number.desc())
+            ).all()
+            keep = {v.id for v in versions[: rules.keep_last]} if rules.keep_last else set()
+            if rules.keep_last is None:
+                keep = {v.id for v in versions}
+            top: set[int] = set()
+            if rules.keep_top_metric:
+                top = set(
+                    conn.execute(
+                        select(schema.version_metrics.c.version_id)
+                        .join(V, V.c.id == schema.version_metrics.c.version_id)
+                        .where(
+                            V.c.model_id == model.id,
+                            schema.version_metrics.c.key == rules.keep_top_metric,
+                        )
+                        .order_by(schema.version_metrics.c.value.desc())
+                        .limit(rules.keep_top_k)
+                    ).scalars()
+                )
+            promoted = set(
+                conn.execute(
+                    select(S.c.version_id).where(
+                        S.c.model_id == model.id, S.c.stage.in_(promoted_stages)
+                    )
+                ).scalars()
+            )
+            deleted = set(conn.execute(select(DEL.c.version_id)).scalars())
+            for v in versions:
+                if v.id in deleted or v.id in top:
+                    continue
+                expired = (
+                    rules.candidate_ttl_days is not None
+                    and v.id not in promoted
+                    and now - from_text(v.created_at) > timedelta(days=rules.candidate_ttl_days)
+                )
+                if v.id in keep and not expired:
+                    continue
+                why = (
+                    "a candidate past its TTL"
+                    if expired
+                    else f"older than the last {rules.keep_last}"
+                )
+                row = version_row(conn, ctx, ctx.ref(f"{model.project}/{model.name}:{v.number}"))
+                blocked = _protection(conn, ctx, row, deployed)
+                if blocked:
+                    out.append({"version": _subject(row), "action": "kept", "why": blocked})
+                elif dry_run:
+                    out.append({"version": _subject(row), "action": "would delete", "why": why})
+                else:
+                    _delete_in(conn, ctx, row, f"retention policy: {why}", deployed)
+                    out.append({"version": _subject(row), "action": "deleted", "why": why})
+    return out
