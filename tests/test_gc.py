@@ -227,6 +227,7 @@ def test_the_retention_policy_file_keeps_the_last_the_best_and_the_protected(
         ("[default]\nkeep_last = 3\n", "unknown section 'default'"),
         ('[models."fraud"]\nkeep_last = 3\n', "must name PROJECT/MODEL"),
         ("[defaults]\nkeep_top = 3\n", "keep_top must be"),
+        ("[defaults]\nproduction_window_days = 0\n", "production_window_days must be"),
         ("[defaults\n", "retention.toml"),
     ],
 )
@@ -235,3 +236,78 @@ def test_a_bad_retention_policy_is_one_clear_error(reg: Registry, text: str, mes
     Path(reg.settings.retention).write_text(text)
     with pytest.raises(InvalidInput, match=re.escape(message)):
         reg.apply_retention()
+
+
+def test_the_retention_window_is_configurable(
+    reg: Registry, as_user: Opener, clock: object, tmp_path: Path
+) -> None:
+    bob = as_user("bob")
+    for n in (1, 2, 3):
+        reg.register(
+            "fraud",
+            write_model(tmp_path, f"w{n}", b"w%d" % n),
+            capture_environment=False,
+            capture_code=False,
+        )
+    for n in (1, 2):
+        reg.promote(f"fraud:{n}", "staging")
+        bob.approve(f"fraud:{n}")
+        reg.promote(f"fraud:{n}", "production", reason="launch")
+    # without a policy file: 10 years
+    clock.advance(days=365 * 9)  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match=re.escape("retention window (10 years)")):
+        reg.delete_artifact("fraud:1", reason="old")
+    policy = Path(reg.settings.retention)
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text('[defaults]\nkeep_last = 1\n[models."default/fraud"]\nkeep_last = 1\n')
+    assert [x["action"] for x in reg.apply_retention(dry_run=True)] == ["kept", "kept"]
+    # a longer window for this model keeps version 1 past 10 years ...
+    policy.write_text(
+        '[defaults]\nproduction_window_days = 30\n[models."default/fraud"]\nkeep_last = 1\n'
+        "production_window_days = 7300\n"
+    )
+    clock.advance(days=365 * 2)  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match=re.escape("retention window (20 years)")):
+        reg.delete_artifact("fraud:1", reason="old")
+    # ... a shorter one lets it go once it is out of the window, never while inside it
+    policy.write_text("[defaults]\nkeep_last = 1\nproduction_window_days = 30\n")
+    lines = {x["version"]: x for x in reg.apply_retention()}
+    assert lines["default/fraud:1"]["action"] == "deleted"
+    assert lines["default/fraud:2"] == {
+        "version": "default/fraud:2",
+        "action": "kept",
+        "why": "it is in production",
+    }
+    reg.register(
+        "fraud", write_model(tmp_path, "w4", b"w4"), capture_environment=False, capture_code=False
+    )
+    reg.promote("fraud:4", "staging")
+    bob.approve("fraud:4")
+    reg.promote("fraud:4", "production", reason="replace 2")
+    clock.advance(days=29)  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match=re.escape("retention window (30 days)")):
+        reg.delete_artifact("fraud:2", reason="old")
+    clock.advance(days=2)  # type: ignore[attr-defined]
+    reg.delete_artifact("fraud:2", reason="out of the window")
+    assert reg.audit(action="version.delete_artifact")[-1].subject == "default/fraud:2"
+
+
+def test_a_version_once_deployed_stays_for_the_window(
+    reg: Registry, clock: object, tmp_path: Path
+) -> None:
+    from .deploy_helpers import register_model
+
+    for c in (1.0, 0.5):
+        register_model(reg, tmp_path, "fraud", c)
+    reg.deploy_release("fraud:1", "development")
+    reg.deploy("fraud", "development", {"release": "fraud:2", "standby": "0s"})
+    with pytest.raises(Conflict, match="a deployment serves it"):
+        reg.delete_artifact("fraud:2", reason="x")
+    policy = Path(reg.settings.retention)
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text("[defaults]\nproduction_window_days = 30\n")
+    clock.advance(days=29)  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match=re.escape("deployed within the retention window (30")):
+        reg.delete_artifact("fraud:1", reason="x")
+    clock.advance(days=2)  # type: ignore[attr-defined]
+    reg.delete_artifact("fraud:1", reason="served long ago")

@@ -266,8 +266,8 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
     # -- retention: deleting artifacts, holds, garbage collection ---------------------------
     def delete_artifact(self, ref: str, *, reason: str) -> dict[str, Any]:
         """Delete a version's artifact (its record and history stay); refused for versions in
-        production, deployed, held, or in production within the last 10 years. The bytes go
-        at the next ``gc``."""
+        production, deployed, held, or in production or deployed within the retention window
+        (docs/gc.md). The bytes go at the next ``gc``."""
         from .service.gc import delete_artifact
 
         return delete_artifact(self._ctx, ref, reason)

@@ -6,24 +6,28 @@
     keep_last = 10                          # the newest N versions of every model
     keep_top = { metric = "auc", k = 3 }    # and the best k by a metric (higher is better)
     candidate_ttl_days = 90                 # never-promoted versions older than this go
+    production_window_days = 3650           # versions once in production stay this long
 
     [models."default/fraud"]                # PROJECT/MODEL: replaces [defaults] keys it sets
     keep_last = 20
 
 A model without any rule keeps everything. Protected versions (production, deployed, aliased,
-held, in production within 10 years) are kept whatever the file says.
+held, in production within the window, 10 years by default) are kept whatever the file says.
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
 
-KEYS = {"keep_last", "keep_top", "candidate_ttl_days"}
+KEYS = {"keep_last", "keep_top", "candidate_ttl_days", "production_window_days"}
+# versions ever in production stay protected this long after they left it (docs/gc.md)
+DEFAULT_WINDOW_DAYS = 3650.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,11 @@ class Rules:
     keep_top_metric: str | None = None
     keep_top_k: int = 0
     candidate_ttl_days: float | None = None
+    production_window_days: float = DEFAULT_WINDOW_DAYS
+
+    @property
+    def production_window(self) -> timedelta:
+        return timedelta(days=self.production_window_days)
 
     @property
     def empty(self) -> bool:
@@ -68,6 +77,9 @@ def _rules(data: Any, where: str, base: Rules) -> Rules:
     if "candidate_ttl_days" in data:
         ttl = _positive(data["candidate_ttl_days"], where, "candidate_ttl_days")
         rules = replace(rules, candidate_ttl_days=float(ttl))
+    if "production_window_days" in data:
+        window = _positive(data["production_window_days"], where, "production_window_days")
+        rules = replace(rules, production_window_days=float(window))
     if "keep_top" in data:
         top = data["keep_top"]
         if (
@@ -105,10 +117,20 @@ def parse_retention(text: str, *, source: str = "retention.toml") -> RetentionPo
     return RetentionPolicy(defaults, models)
 
 
-def load_retention(path: Path) -> RetentionPolicy:
+def window_text(days: float) -> str:
+    """The retention window for messages: "10 years", "30 days"."""
+    if days % 365 == 0:
+        years = int(days // 365)
+        return f"{years} year{'s' if years != 1 else ''}"
+    return f"{days:g} day{'s' if days != 1 else ''}"
+
+
+def load_retention(path: Path, *, missing_ok: bool = False) -> RetentionPolicy:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if missing_ok:
+            return RetentionPolicy(Rules(), {})
         raise InvalidInput(
             f"no retention policy at {path}; write one (docs/gc.md) or set MODELVAULT_RETENTION"
         ) from None

@@ -26,8 +26,8 @@ def delete_artifact(
     ref: Annotated[str, typer.Argument()], reason: Reason, json_: Json = False
 ) -> None:
     """Delete a version's artifact; its record and audit history stay. Refused for versions in
-    production, deployed, held, or in production within the last 10 years. `gc` frees the
-    bytes."""
+    production, deployed, held, or in production or deployed within the retention window
+    (docs/gc.md). `gc` frees the bytes."""
     done = registry().delete_artifact(ref, reason=reason)
     if json_:
         output.emit_json(done)

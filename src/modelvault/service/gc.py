@@ -18,11 +18,13 @@ removes blobs. It marks from roots and errs on the side of keeping:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, String, Text, delete, insert, select
@@ -31,6 +33,7 @@ from ..audit import EventDraft, append
 from ..errors import Conflict, InvalidInput, NotFound
 from ..lifecycle import Stage
 from ..limits import check_text
+from ..retention import RetentionPolicy, load_retention, window_text
 from ..store import schema
 from ..timeutil import from_text, to_text
 from .context import Context, version_row
@@ -40,8 +43,6 @@ VB, S, A = schema.version_blobs, schema.stage_intervals, schema.alias_intervals
 DEL, HOLD = schema.artifact_deletions, schema.holds
 DIGEST_RE = re.compile(rb"sha256:[0-9a-f]{64}")
 ARTIFACT_ROLES = ("manifest", "file")
-# versions ever in production stay for this long after they left it (docs/gc.md)
-PRODUCTION_WINDOW = timedelta(days=3650)
 SCAN_LIMIT = 32 << 20  # root blobs larger than this are not read for nested digests
 NOT_SCANNED = {
     schema.audit_events.name,
@@ -58,13 +59,58 @@ def _subject(row: Any) -> str:
     return f"{row.project_name}/{row.model_name}:{row.number}"
 
 
-def _protection(conn: Connection, ctx: Context, row: Any, deployed: set[str]) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """What protects versions from deletion, read once per command."""
+
+    policy: RetentionPolicy
+    deployed: set[str]  # blobs current deployments serve
+    served: dict[tuple[str, str, int], datetime]  # (project, model, number) -> last served
+
+
+def guards(ctx: Context, policy: RetentionPolicy | None = None) -> Guards:
+    """The protections; without a policy file every model gets the default window."""
+    from .deployments import deployment_roots
+
+    policy = policy or load_retention(Path(ctx.settings.retention), missing_ok=True)
+    return Guards(policy, deployment_roots(ctx), _served_since(ctx, policy))
+
+
+def _served_since(ctx: Context, policy: RetentionPolicy) -> dict[tuple[str, str, int], datetime]:
+    """When each version a past deployment state served stopped being served, for states
+    that ended within the longest retention window."""
+    from ..deploy import spec as specs
+    from .deployments import _state_select
+
+    longest = max(
+        [policy.defaults.production_window]
+        + [rules.production_window for rules in policy.models.values()]
+    )
+    cutoff = to_text(ctx.now() - longest)
+    DS = schema.deployment_states
+    served: dict[tuple[str, str, int], datetime] = {}
+    with ctx.store.read() as conn:
+        rows = conn.execute(_state_select().where(DS.c.valid_to >= cutoff)).all()
+    for row in rows:
+        ended = from_text(row.valid_to)
+        for release in specs.from_json(json.loads(row.spec)).releases():
+            pairs = [(release.model, release.version)]
+            if release.config_model is not None and release.config_version is not None:
+                pairs.append((release.config_model, release.config_version))
+            for model, number in pairs:
+                key = (row.project_name, model, number)
+                if key not in served or served[key] < ended:
+                    served[key] = ended
+    return served
+
+
+def _protection(conn: Connection, ctx: Context, row: Any, guard: Guards) -> str | None:
     """Why the artifact of *row* must not be deleted, or None."""
     if conn.execute(select(HOLD.c.reason).where(HOLD.c.version_id == row.id)).first():
         return "it is under a legal hold"
     if row.stage == Stage.PRODUCTION.value:
         return "it is in production"
-    if row.artifact_digest in deployed:
+    if row.artifact_digest in guard.deployed:
         return "a deployment serves it"
     alias = conn.execute(
         select(A.c.name).where(A.c.version_id == row.id, A.c.valid_to.is_(None)).limit(1)
@@ -75,30 +121,31 @@ def _protection(conn: Connection, ctx: Context, row: Any, deployed: set[str]) ->
         select(S.c.valid_to).where(S.c.version_id == row.id, S.c.stage == Stage.PRODUCTION.value)
     ).all()
     now = ctx.now()
+    rules = guard.policy.for_model(row.project_name, row.model_name)
+    window = f"the retention window ({window_text(rules.production_window_days)})"
     for (valid_to,) in ended:
-        if valid_to is None or now - from_text(valid_to) < PRODUCTION_WINDOW:
-            return "it was in production within the retention window (10 years)"
+        if valid_to is None or now - from_text(valid_to) < rules.production_window:
+            return f"it was in production within {window}"
+    served = guard.served.get((row.project_name, row.model_name, row.number))
+    if served is not None and now - served < rules.production_window:
+        return f"it was deployed within {window}"
     return None
 
 
 def delete_artifact(ctx: Context, ref: str, reason: str | None) -> dict[str, Any]:
-    from .deployments import deployment_roots
-
     why = check_text(reason, limit="reason_chars", what="reason")
     if not why:
         raise InvalidInput("deleting an artifact needs --reason", field="reason")
-    deployed = deployment_roots(ctx)
+    guard = guards(ctx)
     with ctx.store.write() as conn:
         row = version_row(conn, ctx, ctx.ref(ref))
-        return _delete_in(conn, ctx, row, why, deployed)
+        return _delete_in(conn, ctx, row, why, guard)
 
 
-def _delete_in(
-    conn: Connection, ctx: Context, row: Any, why: str, deployed: set[str]
-) -> dict[str, Any]:
+def _delete_in(conn: Connection, ctx: Context, row: Any, why: str, guard: Guards) -> dict[str, Any]:
     if conn.execute(select(DEL.c.deleted_at).where(DEL.c.version_id == row.id)).first():
         raise Conflict(f"the artifact of {_subject(row)} is already deleted")
-    blocked = _protection(conn, ctx, row, deployed)
+    blocked = _protection(conn, ctx, row, guard)
     if blocked:
         raise Conflict(f"cannot delete the artifact of {_subject(row)}: {blocked}")
     at = ctx.now()
@@ -137,12 +184,10 @@ def prune(
 ) -> list[dict[str, Any]]:
     """Delete the artifacts of every version of *model* but the newest *keep_last*, except
     protected ones; returns one line per version older than those kept."""
-    from .deployments import deployment_roots
-
     if keep_last < 1:
         raise InvalidInput("--keep-last must be at least 1", field="keep_last")
     why = check_text(reason, limit="reason_chars", what="reason") or f"keep the last {keep_last}"
-    deployed = deployment_roots(ctx)
+    guard = guards(ctx)
     out = []
     with ctx.store.write() as conn:
         from .context import resolve_model
@@ -164,13 +209,13 @@ def prune(
             row = version_row(conn, ctx, ctx.ref(f"{project}/{name}:{number}"))
             if conn.execute(select(DEL.c.version_id).where(DEL.c.version_id == row.id)).first():
                 continue
-            blocked = _protection(conn, ctx, row, deployed)
+            blocked = _protection(conn, ctx, row, guard)
             if blocked:
                 out.append({"version": _subject(row), "action": "kept", "why": blocked})
             elif dry_run:
                 out.append({"version": _subject(row), "action": "would delete", "why": why})
             else:
-                _delete_in(conn, ctx, row, why, deployed)
+                _delete_in(conn, ctx, row, why, guard)
                 out.append({"version": _subject(row), "action": "deleted", "why": why})
     return out
 
@@ -366,13 +411,8 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float) -> Sweep:
 
 def apply_retention(ctx: Context, *, dry_run: bool) -> list[dict[str, Any]]:
     """Delete the artifacts the retention policy file does not keep (docs/gc.md)."""
-    from pathlib import Path
-
-    from ..retention import load_retention
-    from .deployments import deployment_roots
-
     policy = load_retention(Path(ctx.settings.retention))
-    deployed = deployment_roots(ctx)
+    guard = guards(ctx, policy)
     now = ctx.now()
     out: list[dict[str, Any]] = []
     promoted_stages = (Stage.STAGING.value, Stage.PRODUCTION.value)
@@ -432,12 +472,12 @@ def apply_retention(ctx: Context, *, dry_run: bool) -> list[dict[str, Any]]:
                     else f"older than the last {rules.keep_last}"
                 )
                 row = version_row(conn, ctx, ctx.ref(f"{model.project}/{model.name}:{v.number}"))
-                blocked = _protection(conn, ctx, row, deployed)
+                blocked = _protection(conn, ctx, row, guard)
                 if blocked:
                     out.append({"version": _subject(row), "action": "kept", "why": blocked})
                 elif dry_run:
                     out.append({"version": _subject(row), "action": "would delete", "why": why})
                 else:
-                    _delete_in(conn, ctx, row, f"retention policy: {why}", deployed)
+                    _delete_in(conn, ctx, row, f"retention policy: {why}", guard)
                     out.append({"version": _subject(row), "action": "deleted", "why": why})
     return out
