@@ -128,6 +128,9 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "retention": str(tmp_path / "r.toml"),
         "checkpoint_every": "50",
         "checkpoint_seconds": "60",
+        "oidc_issuer": "https://login.example.com/",
+        "oidc_audience": "modelvault",
+        "oidc_jwks_url": "https://login.example.com/jwks.json",
     }
     assert set(values) == {s.name for s in SETTINGS}
     env = {s.env: values[s.name] for s in SETTINGS}

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         NotFound,
         QuerySyntaxError,
         StoreError,
+        Unauthenticated,
     )
     from .lifecycle import Stage
     from .registry import Registry
@@ -121,6 +122,7 @@ _EXPORTS = {
     "StageInterval": "domain",
     "StoreError": "errors",
     "Transition": "domain",
+    "Unauthenticated": "errors",
     "Version": "domain",
     "VersionDiff": "domain",
     "active_run": "tracking.active",
@@ -179,6 +181,7 @@ __all__ = [
     "StageInterval",
     "StoreError",
     "Transition",
+    "Unauthenticated",
     "Version",
     "VersionDiff",
     "__version__",

@@ -10,7 +10,8 @@
     ├── GateFailed                  gate_failed       7
     ├── IntegrityError              integrity         8
     │   └── AuditChainBroken        audit_broken      8
-    └── StoreError                  store_error       9
+    ├── StoreError                  store_error       9
+    └── Unauthenticated             unauthenticated  10
 
 Each error carries structured fields (``model``, ``version``, ``field`` ...) and a stable
 ``code``; the CLI maps classes to exit codes in one table and the server (later) sends the
@@ -120,6 +121,13 @@ class StoreError(ModelVaultError):
     exit_code = 9
 
 
+class Unauthenticated(ModelVaultError):
+    """No valid credentials: the token is missing, malformed, unknown, expired or revoked."""
+
+    code = "unauthenticated"
+    exit_code = 10
+
+
 ERROR_CLASSES: tuple[type[ModelVaultError], ...] = (
     NotFound,
     AlreadyExists,
@@ -131,4 +139,5 @@ ERROR_CLASSES: tuple[type[ModelVaultError], ...] = (
     IntegrityError,
     AuditChainBroken,
     StoreError,
+    Unauthenticated,
 )

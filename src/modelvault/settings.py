@@ -122,6 +122,24 @@ SETTINGS: tuple[Setting, ...] = (
         "3600",
         "Sign a checkpoint when the newest is older than this and events were added (0: never).",
     ),
+    Setting(
+        "oidc_issuer",
+        "MODELVAULT_OIDC_ISSUER",
+        "none (OIDC off)",
+        "Server: accept bearer JWTs from this OIDC issuer (its `iss`), beside API tokens.",
+    ),
+    Setting(
+        "oidc_audience",
+        "MODELVAULT_OIDC_AUDIENCE",
+        "none",
+        "Server: the `aud` a JWT must carry; required when MODELVAULT_OIDC_ISSUER is set.",
+    ),
+    Setting(
+        "oidc_jwks_url",
+        "MODELVAULT_OIDC_JWKS_URL",
+        "the issuer's discovery document",
+        "Server: where the issuer's signing keys (JWKS) are; default from ISSUER/.well-known/.",
+    ),
 )
 
 
@@ -154,6 +172,9 @@ class Settings:
     retention: str = ""
     checkpoint_every: str = "1000"
     checkpoint_seconds: str = "3600"
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | Path) -> Settings:
@@ -182,6 +203,9 @@ class Settings:
             retention=source.get("MODELVAULT_RETENTION") or str(home / "retention.toml"),
             checkpoint_every=source.get("MODELVAULT_CHECKPOINT_EVERY") or "1000",
             checkpoint_seconds=source.get("MODELVAULT_CHECKPOINT_SECONDS") or "3600",
+            oidc_issuer=source.get("MODELVAULT_OIDC_ISSUER") or "",
+            oidc_audience=source.get("MODELVAULT_OIDC_AUDIENCE") or "",
+            oidc_jwks_url=source.get("MODELVAULT_OIDC_JWKS_URL") or "",
         )
         rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
         return replace(settings, **rest) if rest else settings  # type: ignore[arg-type]

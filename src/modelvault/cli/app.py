@@ -493,8 +493,9 @@ def db_current(json_: Json = False) -> None:
 # Command groups kept in their own modules register themselves on ``app`` when imported.
 from . import deploy as _deploy  # noqa: E402
 from . import events as _events  # noqa: E402
+from . import identity as _identity  # noqa: E402
 from . import retention as _retention  # noqa: E402
 from . import tracking as _tracking  # noqa: E402
 from . import transparency as _transparency  # noqa: E402
 
-del _deploy, _events, _retention, _tracking, _transparency
+del _deploy, _events, _identity, _retention, _tracking, _transparency

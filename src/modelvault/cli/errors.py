@@ -21,6 +21,7 @@ EXIT_CODES: tuple[tuple[str, int, str], ...] = (
     ("GateFailed", 7, "a promotion rule blocked it (e.g. missing approvals)"),
     ("IntegrityError", 8, "stored bytes or the audit chain do not verify"),
     ("StoreError", 9, "the store failed (disk full, database locked too long)"),
+    ("Unauthenticated", 10, "the token is missing, malformed, unknown, expired or revoked"),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -272,6 +273,53 @@ holds = Table(
     Column("created_by", String(256), nullable=False),
     Column("created_at", TS, nullable=False),
 )
+
+# -- identity (server mode: docs/server.md) ------------------------------------------------
+
+users = Table(
+    "mv_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("admin", Boolean, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("disabled_at", TS),
+)
+
+# API tokens: only the SHA-256 of the secret part is kept; the token id is looked up on every
+# request, so it is unique (and so indexed).
+tokens = Table(
+    "mv_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_id", String(32), nullable=False, unique=True),
+    Column("user", String(256), ForeignKey("mv_users.name"), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("project", String(64)),
+    Column("description", Text, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS),
+    Column("revoked_at", TS),
+    Column("revoked_by", String(256)),
+)
+Index("ix_tokens_user", tokens.c.user)
+
+# Roles per project; the project is named, not referenced, so access can be granted before
+# the project's first registration creates it.
+members = Table(
+    "mv_members",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(64), nullable=False),
+    Column("user", String(256), ForeignKey("mv_users.name"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("project", "user", "role", name="uq_members_project_user_role"),
+)
+Index("ix_members_user", members.c.user)
 
 # -- experiment tracking ------------------------------------------------------------------
 
