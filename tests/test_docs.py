@@ -126,6 +126,7 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "audit_key": str(tmp_path / "k.pem"),
         "audit_witness": str(tmp_path / "w"),
         "retention": str(tmp_path / "r.toml"),
+        "cold_blobs": str(tmp_path / "cold"),
         "checkpoint_every": "50",
         "checkpoint_seconds": "60",
         "oidc_issuer": "https://login.example.com/",

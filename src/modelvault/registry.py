@@ -227,9 +227,19 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         return search(self._ctx, query, project=project, all_projects=all_projects, limit=limit)
 
     def manifest(self, ref: str) -> Manifest:
+        """The version's manifest (read from the cold tier, verified, when it is archived)."""
         from .service.artifacts import read_manifest
 
-        return read_manifest(self._ctx, self.get(ref).artifact_digest)
+        version = self.get(ref)
+        try:
+            return read_manifest(self._ctx, version.artifact_digest)
+        except NotFound:
+            from .service.coldtier import cold_manifest
+
+            found = cold_manifest(self._ctx, f"{version.project}/{version.model}:{version.number}")
+            if found is None:
+                raise
+            return found
 
     def pull(
         self,
@@ -239,29 +249,52 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         overwrite: bool = False,
         progress: ProgressFactory | None = None,
     ) -> PullResult:
-        """Write the version's files under *dest*, verifying every digest."""
+        """Write the version's files under *dest*, verifying every digest. An archived
+        version is restored from the cold tier first (docs/gc.md)."""
         from .service.artifacts import pull
+        from .service.coldtier import restore
 
         version = self.get(ref)
-        try:
-            return pull(
-                self._ctx,
-                version.artifact_digest,
-                str(version),
-                Path(dest),
-                overwrite=overwrite,
-                progress=progress,
-            )
-        except NotFound:
-            from .service.gc import deletion_of
+        exact = f"{version.project}/{version.model}:{version.number}"
+        for attempt in (1, 2):
+            try:
+                return pull(
+                    self._ctx,
+                    version.artifact_digest,
+                    str(version),
+                    Path(dest),
+                    overwrite=overwrite,
+                    progress=progress,
+                )
+            except NotFound:
+                # hot copies of an archived version are missing (or being swept): restore
+                if attempt == 1 and restore(self._ctx, exact)["restored"]:
+                    continue
+                from .service.gc import deletion_of
 
-            gone = deletion_of(self._ctx, f"{version.project}/{version.model}:{version.number}")
-            if gone is None:
-                raise
-            raise NotFound(
-                f"the artifact of {version} was deleted at {gone['deleted_at']} by "
-                f"{gone['deleted_by']} ({gone['reason']}); its record and history remain"
-            ) from None
+                gone = deletion_of(self._ctx, exact)
+                if gone is None:
+                    raise
+                raise NotFound(
+                    f"the artifact of {version} was deleted at {gone['deleted_at']} by "
+                    f"{gone['deleted_by']} ({gone['reason']}); its record and history remain"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def restore(self, ref: str) -> dict[str, Any]:
+        """Copy an archived version's artifact back from the cold tier to the hot store,
+        every blob verified first (``restored`` is False if it was not archived)."""
+        from .service.coldtier import restore
+
+        version = self.get(ref)
+        return restore(self._ctx, f"{version.project}/{version.model}:{version.number}")
+
+    def archive_of(self, ref: str) -> dict[str, Any] | None:
+        """Where, when, by whom and why the version's artifact moved to the cold tier; None
+        while it is hot."""
+        from .service.coldtier import archive_of
+
+        return archive_of(self._ctx, ref)
 
     # -- retention: deleting artifacts, holds, garbage collection ---------------------------
     def delete_artifact(self, ref: str, *, reason: str) -> dict[str, Any]:
@@ -299,8 +332,9 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
 
     def apply_retention(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
         """Delete the artifacts the retention policy file (``settings.retention``) does not
-        keep; protected versions are kept and say why."""
-        from .service.gc import apply_retention
+        keep, or move them to the cold tier when ``settings.cold_blobs`` names one; protected
+        versions are kept and say why."""
+        from .service.retention import apply_retention
 
         return apply_retention(self._ctx, dry_run=dry_run)
 

@@ -7,6 +7,7 @@
     keep_top = { metric = "auc", k = 3 }    # and the best k by a metric (higher is better)
     candidate_ttl_days = 90                 # never-promoted versions older than this go
     production_window_days = 3650           # versions once in production stay this long
+    archive_after_days = 180                # with a cold tier: older versions move there
 
     [models."default/fraud"]                # PROJECT/MODEL: replaces [defaults] keys it sets
     keep_last = 20
@@ -25,7 +26,13 @@ from typing import Any
 
 from .errors import InvalidInput
 
-KEYS = {"keep_last", "keep_top", "candidate_ttl_days", "production_window_days"}
+KEYS = {
+    "keep_last",
+    "keep_top",
+    "candidate_ttl_days",
+    "production_window_days",
+    "archive_after_days",
+}
 # versions ever in production stay protected this long after they left it (docs/gc.md)
 DEFAULT_WINDOW_DAYS = 3650.0
 
@@ -37,6 +44,7 @@ class Rules:
     keep_top_k: int = 0
     candidate_ttl_days: float | None = None
     production_window_days: float = DEFAULT_WINDOW_DAYS
+    archive_after_days: float | None = None
 
     @property
     def production_window(self) -> timedelta:
@@ -44,13 +52,23 @@ class Rules:
 
     @property
     def empty(self) -> bool:
-        return self.keep_last is None and self.candidate_ttl_days is None
+        return (
+            self.keep_last is None
+            and self.candidate_ttl_days is None
+            and self.archive_after_days is None
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     defaults: Rules
     models: dict[str, Rules]
+
+    @property
+    def archives(self) -> bool:
+        """True if some rule moves versions to the cold tier by age."""
+        every = [self.defaults, *self.models.values()]
+        return any(rules.archive_after_days is not None for rules in every)
 
     def for_model(self, project: str, model: str) -> Rules:
         return self.models.get(f"{project}/{model}", self.defaults)
@@ -80,6 +98,9 @@ def _rules(data: Any, where: str, base: Rules) -> Rules:
     if "production_window_days" in data:
         window = _positive(data["production_window_days"], where, "production_window_days")
         rules = replace(rules, production_window_days=float(window))
+    if "archive_after_days" in data:
+        after = _positive(data["archive_after_days"], where, "archive_after_days")
+        rules = replace(rules, archive_after_days=float(after))
     if "keep_top" in data:
         top = data["keep_top"]
         if (

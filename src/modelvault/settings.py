@@ -111,6 +111,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Retention policy file read by `retention apply` (docs/gc.md).",
     ),
     Setting(
+        "cold_blobs",
+        "MODELVAULT_COLD_BLOBS",
+        "none",
+        "Cold tier blob store URL (file:///PATH, s3://BUCKET/PREFIX) that `retention apply` "
+        "archives to (docs/gc.md).",
+    ),
+    Setting(
         "checkpoint_every",
         "MODELVAULT_CHECKPOINT_EVERY",
         "1000",
@@ -170,6 +177,7 @@ class Settings:
     audit_key: str = ""
     audit_witness: str = ""
     retention: str = ""
+    cold_blobs: str = ""
     checkpoint_every: str = "1000"
     checkpoint_seconds: str = "3600"
     oidc_issuer: str = ""
@@ -201,6 +209,7 @@ class Settings:
             or str(home / "keys" / "audit-ed25519.pem"),
             audit_witness=source.get("MODELVAULT_AUDIT_WITNESS") or str(home / "witness"),
             retention=source.get("MODELVAULT_RETENTION") or str(home / "retention.toml"),
+            cold_blobs=source.get("MODELVAULT_COLD_BLOBS") or "",
             checkpoint_every=source.get("MODELVAULT_CHECKPOINT_EVERY") or "1000",
             checkpoint_seconds=source.get("MODELVAULT_CHECKPOINT_SECONDS") or "3600",
             oidc_issuer=source.get("MODELVAULT_OIDC_ISSUER") or "",

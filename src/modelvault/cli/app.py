@@ -337,11 +337,23 @@ def diff(a: str, b: str, json_: Json = False) -> None:
 @app.command()
 def pull(
     ref: str,
-    dest: Path,
+    dest: Annotated[Path | None, typer.Argument()] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    restore: Annotated[
+        bool,
+        typer.Option(
+            "--restore", help="Only bring an archived version back from the cold tier (no DEST)"
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
-    """Write the version's files under DEST, verifying every digest."""
+    """Write the version's files under DEST, verifying every digest; an archived version is
+    restored from the cold tier first."""
+    if restore or dest is None:
+        if dest is not None or not restore:
+            raise InvalidInput("give DEST to pull, or --restore without DEST to only restore")
+        _restore(ref, json_)
+        return
     with output.progress_bars(not json_, "pulling") as progress:
         result = registry().pull(ref, dest, overwrite=overwrite, progress=progress)
     if json_:
@@ -351,6 +363,25 @@ def pull(
             f"pulled {len(result.files)} file(s), {result.bytes} bytes, into "
             f"{result.dest} (verified)"
         )
+
+
+def _restore(ref: str, json_: bool) -> None:
+    done = registry().restore(ref)
+    if json_:
+        output.emit_json(done)
+    elif done["restored"]:
+        output.message(
+            f"restored {done['version']} from the cold tier: {done['blobs']} blob(s), "
+            f"{done['bytes']:,} bytes (verified)"
+        )
+    else:
+        output.message(f"{done['version']} is not archived; nothing to restore")
+
+
+@app.command("restore")
+def restore(ref: str, json_: Json = False) -> None:
+    """Bring an archived version's artifact back from the cold tier, every blob verified."""
+    _restore(ref, json_)
 
 
 @alias_app.command("set")

@@ -113,8 +113,8 @@ def retention_apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go")] = False,
     json_: Json = False,
 ) -> None:
-    """Delete the artifacts the retention policy does not keep (their records stay); `gc`
-    then frees the bytes."""
+    """Delete the artifacts the retention policy does not keep (their records stay; `gc`
+    then frees the bytes), or move them to the cold tier when MODELVAULT_COLD_BLOBS is set."""
     lines = registry().apply_retention(dry_run=dry_run)
     if json_:
         output.emit_json(lines)

@@ -23,7 +23,7 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from .context import Context, version_row
 
 V, M, P = schema.versions, schema.models, schema.projects
 VB, S, A = schema.version_blobs, schema.stage_intervals, schema.alias_intervals
-DEL, HOLD = schema.artifact_deletions, schema.holds
+DEL, HOLD, ARC = schema.artifact_deletions, schema.holds, schema.archives
 DIGEST_RE = re.compile(rb"sha256:[0-9a-f]{64}")
 ARTIFACT_ROLES = ("manifest", "file")
 SCAN_LIMIT = 32 << 20  # root blobs larger than this are not read for nested digests
@@ -55,7 +55,7 @@ NOT_SCANNED = {
 }
 
 
-def _subject(row: Any) -> str:
+def subject(row: Any) -> str:
     return f"{row.project_name}/{row.model_name}:{row.number}"
 
 
@@ -104,10 +104,8 @@ def _served_since(ctx: Context, policy: RetentionPolicy) -> dict[tuple[str, str,
     return served
 
 
-def _protection(conn: Connection, ctx: Context, row: Any, guard: Guards) -> str | None:
-    """Why the artifact of *row* must not be deleted, or None."""
-    if conn.execute(select(HOLD.c.reason).where(HOLD.c.version_id == row.id)).first():
-        return "it is under a legal hold"
+def hot_reason(conn: Connection, row: Any, guard: Guards) -> str | None:
+    """Why the artifact of *row* must stay in the hot store (not even archived), or None."""
     if row.stage == Stage.PRODUCTION.value:
         return "it is in production"
     if row.artifact_digest in guard.deployed:
@@ -117,6 +115,16 @@ def _protection(conn: Connection, ctx: Context, row: Any, guard: Guards) -> str 
     ).first()
     if alias is not None:
         return f"the alias {alias.name!r} points to it"
+    return None
+
+
+def protection(conn: Connection, ctx: Context, row: Any, guard: Guards) -> str | None:
+    """Why the artifact of *row* must not be deleted, or None."""
+    if conn.execute(select(HOLD.c.reason).where(HOLD.c.version_id == row.id)).first():
+        return "it is under a legal hold"
+    hot = hot_reason(conn, row, guard)
+    if hot:
+        return hot
     ended = conn.execute(
         select(S.c.valid_to).where(S.c.version_id == row.id, S.c.stage == Stage.PRODUCTION.value)
     ).all()
@@ -139,15 +147,15 @@ def delete_artifact(ctx: Context, ref: str, reason: str | None) -> dict[str, Any
     guard = guards(ctx)
     with ctx.store.write() as conn:
         row = version_row(conn, ctx, ctx.ref(ref))
-        return _delete_in(conn, ctx, row, why, guard)
+        return delete_in(conn, ctx, row, why, guard)
 
 
-def _delete_in(conn: Connection, ctx: Context, row: Any, why: str, guard: Guards) -> dict[str, Any]:
+def delete_in(conn: Connection, ctx: Context, row: Any, why: str, guard: Guards) -> dict[str, Any]:
     if conn.execute(select(DEL.c.deleted_at).where(DEL.c.version_id == row.id)).first():
-        raise Conflict(f"the artifact of {_subject(row)} is already deleted")
-    blocked = _protection(conn, ctx, row, guard)
+        raise Conflict(f"the artifact of {subject(row)} is already deleted")
+    blocked = protection(conn, ctx, row, guard)
     if blocked:
-        raise Conflict(f"cannot delete the artifact of {_subject(row)}: {blocked}")
+        raise Conflict(f"cannot delete the artifact of {subject(row)}: {blocked}")
     at = ctx.now()
     conn.execute(
         insert(DEL).values(
@@ -158,7 +166,7 @@ def _delete_in(conn: Connection, ctx: Context, row: Any, why: str, guard: Guards
         conn,
         EventDraft(
             "version.delete_artifact",
-            _subject(row),
+            subject(row),
             project=row.project_name,
             model=row.model_name,
             after={"version": row.number, "artifact_digest": row.artifact_digest},
@@ -167,7 +175,7 @@ def _delete_in(conn: Connection, ctx: Context, row: Any, why: str, guard: Guards
         actor=ctx.actor,
         at=at,
     )
-    return {"version": _subject(row), "deleted_by": ctx.actor, "deleted_at": to_text(at)}
+    return {"version": subject(row), "deleted_by": ctx.actor, "deleted_at": to_text(at)}
 
 
 def deletion_of(ctx: Context, ref: str) -> dict[str, Any] | None:
@@ -209,14 +217,14 @@ def prune(
             row = version_row(conn, ctx, ctx.ref(f"{project}/{name}:{number}"))
             if conn.execute(select(DEL.c.version_id).where(DEL.c.version_id == row.id)).first():
                 continue
-            blocked = _protection(conn, ctx, row, guard)
+            blocked = protection(conn, ctx, row, guard)
             if blocked:
-                out.append({"version": _subject(row), "action": "kept", "why": blocked})
+                out.append({"version": subject(row), "action": "kept", "why": blocked})
             elif dry_run:
-                out.append({"version": _subject(row), "action": "would delete", "why": why})
+                out.append({"version": subject(row), "action": "would delete", "why": why})
             else:
-                _delete_in(conn, ctx, row, why, guard)
-                out.append({"version": _subject(row), "action": "deleted", "why": why})
+                delete_in(conn, ctx, row, why, guard)
+                out.append({"version": subject(row), "action": "deleted", "why": why})
     return out
 
 
@@ -233,11 +241,11 @@ def hold(ctx: Context, ref: str, reason: str | None, *, remove: bool = False) ->
         at = ctx.now()
         if remove:
             if held is None:
-                raise NotFound(f"{_subject(row)} is not under a legal hold")
+                raise NotFound(f"{subject(row)} is not under a legal hold")
             conn.execute(delete(HOLD).where(HOLD.c.version_id == row.id))
         else:
             if held is not None:
-                raise Conflict(f"{_subject(row)} is already under a legal hold")
+                raise Conflict(f"{subject(row)} is already under a legal hold")
             conn.execute(
                 insert(HOLD).values(
                     version_id=row.id, reason=why, created_by=ctx.actor, created_at=to_text(at)
@@ -247,7 +255,7 @@ def hold(ctx: Context, ref: str, reason: str | None, *, remove: bool = False) ->
             conn,
             EventDraft(
                 "hold.remove" if remove else "hold.add",
-                _subject(row),
+                subject(row),
                 project=row.project_name,
                 model=row.model_name,
                 before={"held": held is not None},
@@ -257,7 +265,7 @@ def hold(ctx: Context, ref: str, reason: str | None, *, remove: bool = False) ->
             actor=ctx.actor,
             at=at,
         )
-    return {"version": _subject(row), "held": not remove, "reason": why}
+    return {"version": subject(row), "held": not remove, "reason": why}
 
 
 def holds(ctx: Context) -> list[dict[str, Any]]:
@@ -311,15 +319,20 @@ def roots(ctx: Context) -> set[str]:
 
     found: set[str] = set(deployment_roots(ctx))
     with ctx.store.read() as conn:
+        # deleted and archived artifacts are not hot (the cold copy is never swept: gc only
+        # ever lists the hot store)
         deleted = select(DEL.c.version_id)
+        archived = select(ARC.c.version_id)
+        hot = V.c.id.not_in(deleted) & V.c.id.not_in(archived)
         found.update(
             conn.execute(
                 select(VB.c.digest).where(
-                    (VB.c.version_id.not_in(deleted)) | (VB.c.role.not_in(ARTIFACT_ROLES))
+                    (VB.c.version_id.not_in(deleted) & VB.c.version_id.not_in(archived))
+                    | (VB.c.role.not_in(ARTIFACT_ROLES))
                 )
             ).scalars()
         )
-        live_records = select(V.c.record).where(V.c.id.not_in(deleted))
+        live_records = select(V.c.record).where(hot)
         for (record,) in conn.execute(live_records):
             found.update(m.decode() for m in DIGEST_RE.findall(record.encode()))
         for table in schema.metadata.sorted_tables:
@@ -351,20 +364,25 @@ def roots(ctx: Context) -> set[str]:
 
 
 def _owners(ctx: Context) -> dict[str, str]:
-    """digest -> the model whose deleted artifact held it (for the per-model report)."""
+    """digest -> the model whose deleted or archived artifact held it (per-model report)."""
+    out: dict[str, str] = {}
     with ctx.store.read() as conn:
-        rows = conn.execute(
-            select(VB.c.digest, M.c.name, P.c.name.label("project")).select_from(
-                VB.join(DEL, DEL.c.version_id == VB.c.version_id)
-                .join(V, V.c.id == VB.c.version_id)
-                .join(M, V.c.model_id == M.c.id)
-                .join(P, M.c.project_id == P.c.id)
-            )
-        ).all()
-    return {r.digest: f"{r.project}/{r.name}" for r in rows}
+        for gone in (DEL, ARC):
+            rows = conn.execute(
+                select(VB.c.digest, M.c.name, P.c.name.label("project")).select_from(
+                    VB.join(gone, gone.c.version_id == VB.c.version_id)
+                    .join(V, V.c.id == VB.c.version_id)
+                    .join(M, V.c.model_id == M.c.id)
+                    .join(P, M.c.project_id == P.c.id)
+                )
+            ).all()
+            out.update((r.digest, f"{r.project}/{r.name}") for r in rows)
+    return out
 
 
-def gc(ctx: Context, *, dry_run: bool, grace_seconds: float) -> Sweep:
+def gc(ctx: Context, *, dry_run: bool, grace_seconds: float, only: set[str] | None = None) -> Sweep:
+    """Mark and sweep the hot blob store; with *only*, sweep no blob outside that set (what
+    archiving just copied to the cold tier)."""
     listing = getattr(ctx.blobs, "listing", None)
     remove = getattr(ctx.blobs, "delete", None)
     if listing is None or remove is None:
@@ -381,6 +399,8 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float) -> Sweep:
     sweep = Sweep(dry_run=dry_run)
     per_model: dict[str, dict[str, int]] = defaultdict(lambda: {"blobs": 0, "bytes": 0})
     for digest, size, mtime in blobs:
+        if only is not None and digest not in only:
+            continue
         if digest in keep:
             sweep.live += 1
             continue
@@ -404,80 +424,3 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float) -> Sweep:
                 at=ctx.now(),
             )
     return sweep
-
-
-# -- the retention policy -------------------------------------------------------------------
-
-
-def apply_retention(ctx: Context, *, dry_run: bool) -> list[dict[str, Any]]:
-    """Delete the artifacts the retention policy file does not keep (docs/gc.md)."""
-    policy = load_retention(Path(ctx.settings.retention))
-    guard = guards(ctx, policy)
-    now = ctx.now()
-    out: list[dict[str, Any]] = []
-    promoted_stages = (Stage.STAGING.value, Stage.PRODUCTION.value)
-    with ctx.store.write() as conn:
-        models = conn.execute(
-            select(M.c.id, M.c.name, P.c.name.label("project"))
-            .select_from(M.join(P, M.c.project_id == P.c.id))
-            .order_by(P.c.name, M.c.name)
-        ).all()
-        for model in models:
-            rules = policy.for_model(model.project, model.name)
-            if rules.empty:
-                continue
-            versions = conn.execute(
-                select(V.c.id, V.c.number, V.c.created_at)
-                .where(V.c.model_id == model.id)
-                .order_by(V.c.number.desc())
-            ).all()
-            keep = {v.id for v in versions[: rules.keep_last]} if rules.keep_last else set()
-            if rules.keep_last is None:
-                keep = {v.id for v in versions}
-            top: set[int] = set()
-            if rules.keep_top_metric:
-                top = set(
-                    conn.execute(
-                        select(schema.version_metrics.c.version_id)
-                        .join(V, V.c.id == schema.version_metrics.c.version_id)
-                        .where(
-                            V.c.model_id == model.id,
-                            schema.version_metrics.c.key == rules.keep_top_metric,
-                        )
-                        .order_by(schema.version_metrics.c.value.desc())
-                        .limit(rules.keep_top_k)
-                    ).scalars()
-                )
-            promoted = set(
-                conn.execute(
-                    select(S.c.version_id).where(
-                        S.c.model_id == model.id, S.c.stage.in_(promoted_stages)
-                    )
-                ).scalars()
-            )
-            deleted = set(conn.execute(select(DEL.c.version_id)).scalars())
-            for v in versions:
-                if v.id in deleted or v.id in top:
-                    continue
-                expired = (
-                    rules.candidate_ttl_days is not None
-                    and v.id not in promoted
-                    and now - from_text(v.created_at) > timedelta(days=rules.candidate_ttl_days)
-                )
-                if v.id in keep and not expired:
-                    continue
-                why = (
-                    "a candidate past its TTL"
-                    if expired
-                    else f"older than the last {rules.keep_last}"
-                )
-                row = version_row(conn, ctx, ctx.ref(f"{model.project}/{model.name}:{v.number}"))
-                blocked = _protection(conn, ctx, row, guard)
-                if blocked:
-                    out.append({"version": _subject(row), "action": "kept", "why": blocked})
-                elif dry_run:
-                    out.append({"version": _subject(row), "action": "would delete", "why": why})
-                else:
-                    _delete_in(conn, ctx, row, f"retention policy: {why}", guard)
-                    out.append({"version": _subject(row), "action": "deleted", "why": why})
-    return out

@@ -274,6 +274,20 @@ holds = Table(
     Column("created_at", TS, nullable=False),
 )
 
+# A version whose artifact blobs moved to the cold tier (docs/gc.md); restoring one removes
+# its row. Garbage collection does not count its artifact as hot.
+archives = Table(
+    "mv_archives",
+    metadata,
+    Column("version_id", Integer, ForeignKey("mv_versions.id"), primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("blobs", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("archived_by", String(256), nullable=False),
+    Column("archived_at", TS, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
 # -- identity (server mode: docs/server.md) ------------------------------------------------
 
 users = Table(

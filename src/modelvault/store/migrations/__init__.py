@@ -4,4 +4,4 @@
 importing alembic; a test keeps it equal to the head of ``versions/``.
 """
 
-HEAD = "0013"
+HEAD = "0014"
