@@ -35,6 +35,7 @@ fmt: $(DEVSTAMP)
 
 docs: $(DEVSTAMP)
 	$(BIN)/python -m modelvault.cli.docgen > docs/cli-reference.md
+	$(BIN)/python -m modelvault.server.openapi > docs/openapi.json
 
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench

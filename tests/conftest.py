@@ -1,9 +1,14 @@
 """Shared fixtures: a real registry per test (local blobs), on each metadata backend: a SQLite
-file, and a throwaway PostgreSQL schema."""
+file, and a throwaway PostgreSQL schema.
+
+Modules marked ``contract`` (the core registry's contract suite) also run every test through
+a real server on loopback with the remote SDK: local+SQLite, local+PostgreSQL, remote+SQLite
+and remote+PostgreSQL with S3 blobs (moto on loopback)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +18,9 @@ from modelvault import Registry, Settings
 
 from .backends import BACKENDS, store_url
 from .clitool import CLI
+from .s3_fixtures import aws_env, moto_endpoint, s3_bucket
+
+__all__ = ["aws_env", "moto_endpoint", "s3_bucket"]
 
 
 class FakeClock:
@@ -46,9 +54,29 @@ def db_url(backend: str, home: Path) -> Iterator[str]:
         yield url
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("contract"):
+        metafunc.parametrize("mode", ["local", "remote"])
+
+
 @pytest.fixture
-def settings(home: Path, db_url: str) -> Settings:
-    return Settings.from_env(env={"MODELVAULT_DB": db_url}, home=home, actor="alice")
+def mode() -> str:
+    """``local`` unless the test is in the contract suite, which runs both."""
+    return "local"
+
+
+@pytest.fixture
+def settings(
+    home: Path, db_url: str, mode: str, backend: str, request: pytest.FixtureRequest
+) -> Settings:
+    env = {"MODELVAULT_DB": db_url}
+    if mode == "remote" and backend == "postgresql":
+        from .s3_helpers import s3_env
+
+        env |= s3_env(
+            request.getfixturevalue("moto_endpoint"), request.getfixturevalue("s3_bucket")
+        )
+    return Settings.from_env(env=env, home=home, actor="alice")
 
 
 @pytest.fixture
@@ -57,18 +85,27 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def as_user(settings: Settings, clock: FakeClock) -> Iterator[Callable[[str], Registry]]:
-    """Open the same registry as another person."""
+def as_user(settings: Settings, clock: FakeClock, mode: str) -> Iterator[Callable[[str], Registry]]:
+    """Open the same registry as another person (through the server in remote mode)."""
     opened: list[Registry] = []
+    with ExitStack() as stack:
+        server = None
+        if mode == "remote":
+            from .server_fixtures import live_server
 
-    def open_as(actor: str) -> Registry:
-        reg = Registry(settings=settings, actor=actor, clock=clock)
-        opened.append(reg)
-        return reg
+            server = stack.enter_context(live_server(settings, clock))
 
-    yield open_as
-    for reg in opened:
-        reg.close()
+        def open_as(actor: str) -> Registry:
+            if server is not None:
+                reg = server.client(actor, settings=settings)
+            else:
+                reg = Registry(settings=settings, actor=actor, clock=clock)
+            opened.append(reg)
+            return reg
+
+        yield open_as
+        for reg in opened:
+            reg.close()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from modelvault import (
 
 from .conftest import FakeClock, write_model
 
+pytestmark = pytest.mark.contract
+
 
 @pytest.fixture
 def three(reg: Registry, tmp_path: Path) -> Registry:

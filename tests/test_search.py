@@ -28,6 +28,8 @@ from modelvault.store import schema
 from .backends import BACKENDS, engine_for, store_url
 from .conftest import FakeClock, write_model
 
+pytestmark = pytest.mark.contract
+
 
 def test_precedence_not_binds_tighter_than_and_than_or() -> None:
     q = parse_query('metrics.a > 1 or not tags.t = "x" and version = 2')

@@ -5,7 +5,8 @@
     ├── AlreadyExists               already_exists    4
     ├── Conflict                    conflict          5
     ├── InvalidInput                invalid_input     2
-    │   └── QuerySyntaxError        query_syntax      2
+    │   ├── QuerySyntaxError        query_syntax      2
+    │   └── PayloadTooLarge         too_large         2
     ├── Forbidden                   forbidden         6
     ├── GateFailed                  gate_failed       7
     ├── IntegrityError              integrity         8
@@ -14,7 +15,7 @@
     └── Unauthenticated             unauthenticated  10
 
 Each error carries structured fields (``model``, ``version``, ``field`` ...) and a stable
-``code``; the CLI maps classes to exit codes in one table and the server (later) sends the
+``code``; the CLI maps classes to exit codes in one table and the server sends the
 same code in its error envelope.
 """
 
@@ -87,6 +88,12 @@ class QuerySyntaxError(InvalidInput):
         return f"{query}\n{' ' * position}^"
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body is over the server's documented limit (HTTP 413)."""
+
+    code = "too_large"
+
+
 class Forbidden(ModelVaultError):
     """The actor may not do this (approving their own version, missing approvals)."""
 
@@ -134,6 +141,7 @@ ERROR_CLASSES: tuple[type[ModelVaultError], ...] = (
     Conflict,
     InvalidInput,
     QuerySyntaxError,
+    PayloadTooLarge,
     Forbidden,
     GateFailed,
     IntegrityError,

@@ -39,8 +39,27 @@ if TYPE_CHECKING:
 ProgressFactory = Callable[[int], Callable[[int], None] | None]
 
 
+def _is_remote(home: str | Path | None, settings: Settings | None) -> bool:
+    if isinstance(home, str) and home.startswith(("http://", "https://")):
+        return True
+    if settings is None:
+        import os
+
+        return bool(os.environ.get("MODELVAULT_URL"))
+    return False
+
+
 class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
-    """A model registry. ``Registry()`` opens the embedded default at ``$MODELVAULT_HOME``."""
+    """A model registry. ``Registry()`` opens the embedded default at ``$MODELVAULT_HOME``;
+    ``Registry("http://host:7310", token=...)`` (or ``$MODELVAULT_URL``) talks to a server
+    with the same methods and return types."""
+
+    def __new__(cls, home: str | Path | None = None, *args: Any, **kwargs: Any) -> Registry:
+        if cls is Registry and _is_remote(home, kwargs.get("settings")):
+            from .remote import RemoteRegistry
+
+            return RemoteRegistry.__new__(RemoteRegistry)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -77,6 +96,17 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         )
         self._auto_checkpoint: Any = None
         self._ctx.store.after_write.append(self._after_write)
+
+    def _acting_as(self, actor: str, project: str | None = None) -> Registry:
+        """This registry over the same stores, acting as *actor*, with references that name
+        no project read in *project* (the server, per request)."""
+        from dataclasses import replace
+
+        clone = object.__new__(type(self))
+        clone.settings = replace(self.settings, project=project) if project else self.settings
+        clone._ctx = replace(self._ctx, actor=actor, settings=clone.settings)
+        clone._auto_checkpoint = None
+        return clone
 
     def _after_write(self) -> None:
         """Sign an audit checkpoint when one is due (docs/audit.md); never fails the write."""

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..blobs import BlobStore
 from ..domain import Manifest, PullResult
 from ..errors import Conflict, IntegrityError, InvalidInput
 from ..limits import LIMITS
@@ -23,15 +24,19 @@ Progress = Callable[[int], None]
 
 
 def read_manifest(ctx: Context, digest: str) -> Manifest:
+    return manifest_from(ctx.blobs, digest)
+
+
+def manifest_from(blobs: BlobStore, digest: str) -> Manifest:
     # a manifest larger than any valid one is refused before it is read into memory
-    size = ctx.blobs.size(digest)
+    size = blobs.size(digest)
     if size > LIMITS["manifest_bytes"]:
         raise IntegrityError(
             f"manifest {digest} is {size} bytes, more than any valid manifest "
             f"({LIMITS['manifest_bytes']})",
             digest=digest,
         )
-    return parse_manifest(ctx.blobs.read_bytes(digest, verify=True))
+    return parse_manifest(blobs.read_bytes(digest, verify=True))
 
 
 def pull(
@@ -43,7 +48,20 @@ def pull(
     overwrite: bool = False,
     progress: Callable[[int], Progress | None] | None = None,
 ) -> PullResult:
-    manifest = read_manifest(ctx, digest)
+    return pull_from(ctx.blobs, digest, ref, dest, overwrite=overwrite, progress=progress)
+
+
+def pull_from(
+    blobs: BlobStore,
+    digest: str,
+    ref: str,
+    dest: Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int], Progress | None] | None = None,
+) -> PullResult:
+    """Write the files of manifest *digest* under *dest* from *blobs*, each verified."""
+    manifest = manifest_from(blobs, digest)
     dest = dest.absolute()
     if dest.exists() and not dest.is_dir():
         raise InvalidInput(f"destination {dest} exists and is not a directory", field="dest")
@@ -62,7 +80,7 @@ def pull(
             staged = safe_dest_path(staging, entry.path)
             staged.parent.mkdir(parents=True, exist_ok=True)
             try:
-                copied = ctx.blobs.copy_to(entry.digest, staged, progress=tick)
+                copied = blobs.copy_to(entry.digest, staged, progress=tick)
             except IntegrityError as exc:
                 raise IntegrityError(
                     f"{ref}: file {entry.path} does not match its digest {entry.digest}; the "

@@ -71,6 +71,8 @@ class RegisterRequest:
     environment: EnvironmentInfo | None = None
     extra_blobs: list[tuple[str, str]] = field(default_factory=list)
     run_id: str | None = None
+    # Registering bytes a client already uploaded (server mode): the manifest names them all.
+    manifest: Manifest | None = None
 
 
 def _pin(ctx: Context, conn: Connection, text: str) -> tuple[str, int]:
@@ -98,7 +100,7 @@ def _validate(req: RegisterRequest) -> None:
         raise InvalidInput("a system version must pin at least one component", field="component")
     if req.kind != "system" and req.components:
         raise InvalidInput("only system versions pin components", field="component")
-    if req.kind == "model" and req.path is None:
+    if req.kind == "model" and req.path is None and req.manifest is None:
         raise InvalidInput("a model version needs a PATH to its files", field="path")
     if req.kind == "config" and req.path is None and req.config is None:
         raise InvalidInput("a config version needs a config file or mapping", field="config")
@@ -201,6 +203,9 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     if scanned is not None:
         progress = req.progress(sum(f.size for f in scanned)) if req.progress else None
         manifest = store_files(scanned, ctx.blobs, progress=progress)
+    elif req.manifest is not None:
+        manifest = req.manifest
+        _check_uploaded(ctx, [f.digest for f in manifest.files] + [d for d, _ in req.extra_blobs])
     else:
         body = manifest_bytes([])
         manifest = Manifest(digest=ctx.blobs.put_bytes(body).digest, files=())
@@ -348,6 +353,15 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         flavor=flavor,
         run_id=req.run_id,
     )
+
+
+def _check_uploaded(ctx: Context, digests: list[str]) -> None:
+    missing = [d for d in dict.fromkeys(digests) if not ctx.blobs.exists(d)]
+    if missing:
+        raise NotFound(
+            f"{len(missing)} blob(s) the version names are not uploaded (first: {missing[0]})",
+            digest=missing[0],
+        )
 
 
 def _link_run(conn: Connection, version_id: int, run_id: str, project: str) -> None:

@@ -1,0 +1,438 @@
+"""The remote registry: ``Registry("http://host:7310", token=...)`` speaks to a modelvault
+server with the same methods, return types and exceptions as a local registry.
+
+Registration hashes the files here, asks the server which blobs it lacks, uploads only those
+(large files in resumable chunks), then registers the version from its manifest; code and
+environment are captured on this machine, where the model was made. Pulls verify every file's
+digest as it is written. Methods that need the store itself (tracking, deployments, retention,
+proofs) are not served yet and say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+from ..domain import (
+    AliasInterval,
+    Approval,
+    AuditEvent,
+    AuditVerification,
+    DatasetRef,
+    FileEntry,
+    Manifest,
+    Model,
+    PullResult,
+    StageInterval,
+    Transition,
+    Version,
+    VersionDiff,
+    as_json,
+)
+from ..errors import InvalidInput
+from ..refs import parse_ref
+from ..registry import ProgressFactory, Registry
+from ..settings import Settings
+from ..timeutil import Clock, to_text
+from ..wire import from_json
+from .blobs import RemoteBlobStore, file_digest
+from .http import Transport
+
+__all__ = ["RemoteRegistry"]
+
+
+def _seg(text: str) -> str:
+    return quote(text, safe=":@")
+
+
+class RemoteRegistry(Registry):
+    """A registry served by ``modelvault server`` at *url*."""
+
+    def __init__(
+        self,
+        url: str | Path | None = None,
+        *,
+        token: str | None = None,
+        settings: Settings | None = None,
+        actor: str | None = None,
+        project: str | None = None,
+        clock: Clock | None = None,
+        timeout: float = 60.0,
+        transport: Transport | None = None,
+    ) -> None:
+        import os
+
+        base = settings or Settings.from_env()
+        if project is not None:
+            from ..limits import check_name
+
+            base = replace(base, project=check_name(project, what="project name"))
+        given = str(url) if isinstance(url, str) and "://" in url else ""
+        target = given or os.environ.get("MODELVAULT_URL") or ""
+        if not target.startswith(("http://", "https://")):
+            raise InvalidInput(f"server URL must start with http:// or https://: {target!r}")
+        self.settings = base
+        self.url = target.rstrip("/")
+        self._http = transport or Transport(
+            self.url, token or os.environ.get("MODELVAULT_TOKEN"), timeout=timeout
+        )
+        self._blobs = RemoteBlobStore(self._http)
+        self._user: str | None = None
+        self._auto_checkpoint = None
+
+    def __repr__(self) -> str:
+        return f"RemoteRegistry({self.url!r})"
+
+    @property
+    def _ctx(self) -> Any:  # type: ignore[override]
+        raise InvalidInput(
+            "this operation is not available through a server yet: run it where the "
+            "registry's store is (unset MODELVAULT_URL)"
+        )
+
+    def _unsupported(self, what: str) -> NoReturn:
+        raise InvalidInput(f"{what} is not available through a server yet (unset MODELVAULT_URL)")
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _split(self, ref: str) -> tuple[str, str]:
+        parsed = parse_ref(ref)
+        project = parsed.project or self.settings.project
+        return project, str(replace(parsed, project=None))
+
+    def _model(self, model: str) -> tuple[str, str]:
+        project, rest = self._split(model)
+        name = parse_ref(rest).model
+        return project, name
+
+    def _p(self, project: str | None) -> str:
+        return _seg(project or self.settings.project)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def init(self) -> dict[str, str]:
+        ready = self._http.client.get("/readyz").json()
+        return {"server": self.url, "schema": str(ready.get("schema", ready.get("status")))}
+
+    def upgrade_schema(self) -> Any:
+        self._unsupported("upgrading the schema (the server migrates itself at start)")
+
+    def schema_status(self) -> Any:
+        self._unsupported("schema status")
+
+    @property
+    def actor(self) -> str:
+        if self._user is None:
+            self._user = str(self._http.call("GET", "/whoami")["user"])
+        return self._user
+
+    def _time(self, value: datetime | str | None) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        from ..timeutil import parse_time, utc_now
+
+        return parse_time(value, now=utc_now())
+
+    # -- versions ---------------------------------------------------------------------------
+    def register(
+        self,
+        model: str,
+        path: str | Path | None = None,
+        *,
+        kind: str = "model",
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        datasets: Sequence[str | DatasetRef] = (),
+        parents: Sequence[str] = (),
+        components: Sequence[str] = (),
+        label: str | None = None,
+        description: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        feature_pipeline: str | None = None,
+        inference_config: str | None = None,
+        flavor: str | None = None,
+        seed: int | None = None,
+        capture_code: bool = True,
+        capture_environment: bool = True,
+        code_dir: str | Path | None = None,
+        project: str | None = None,
+        progress: ProgressFactory | None = None,
+        run: str | None = None,
+    ) -> Version:
+        from ..capture import capture
+        from ..configs import read_config
+        from ..datasets import parse_dataset
+        from ..limits import check_metrics, check_name, check_params, check_tags
+        from ..manifest import manifest_bytes, scan
+        from ..service.versions import RegisterRequest, _validate
+
+        if run is not None:
+            self._unsupported("registering from a run")
+        project = check_name(project or self.settings.project, what="project name")
+        req = RegisterRequest(
+            model=model,
+            path=Path(path) if path is not None else None,
+            kind=kind,
+            datasets=datasets,
+            parents=parents,
+            components=components,
+            label=label,
+            description=description,
+            flavor=flavor,
+            seed=seed,
+            feature_pipeline=feature_pipeline,
+            inference_config=inference_config,
+            config=config,
+        )
+        # what can be checked here is checked before a byte is sent
+        _validate(req)
+        params, metrics, tags = (
+            check_params(params or {}),
+            check_metrics(metrics or {}),
+            check_tags(tags or {}),
+        )
+        for d in datasets:  # every reference is checked before any byte is sent
+            if not isinstance(d, DatasetRef):
+                parse_dataset(d, None)
+        if kind == "config" and path is not None and config is None:
+            config = read_config(Path(path))
+        manifest = None
+        if req.path is not None:
+            scanned = scan(req.path)
+            tick = progress(2 * sum(f.size for f in scanned)) if progress else None
+            entries = []
+            for item in scanned:
+                digest = file_digest(item.source)
+                if tick is not None:
+                    tick(item.size)
+                entries.append(FileEntry(item.path, item.size, digest, item.mode))
+            wanted = list(dict.fromkeys(e.digest for e in entries))
+            lacking = set(self._blobs.missing(wanted)) if wanted else set()
+            sizes = {e.digest: (item.source, e.size) for e, item in zip(entries, scanned)}
+            for digest in wanted:
+                source, size = sizes[digest]
+                if digest in lacking:
+                    self._blobs.upload(source, digest, size, tick)
+                elif tick is not None:
+                    tick(size)
+            manifest = self._blobs.put_bytes(manifest_bytes(entries)).digest
+        refs = [d if isinstance(d, DatasetRef) else parse_dataset(d, self._blobs) for d in datasets]
+        code, env, extra = capture(
+            self._blobs,
+            code_dir=Path(code_dir) if code_dir is not None else None,
+            seed=seed,
+            code=capture_code,
+            environment=capture_environment,
+        )
+        body = {
+            "kind": kind,
+            "manifest": manifest,
+            "params": params,
+            "metrics": metrics,
+            "tags": tags,
+            "datasets": [as_json(d) for d in refs],
+            "parents": list(parents),
+            "components": list(components),
+            "label": label,
+            "description": description,
+            "config": dict(config) if config is not None else None,
+            "feature_pipeline": feature_pipeline,
+            "inference_config": inference_config,
+            "flavor": flavor,
+            "code": as_json(code),
+            "environment": as_json(env),
+            "extra_blobs": [list(pair) for pair in extra],
+        }
+        data = self._http.call(
+            "POST", f"/projects/{_seg(project)}/models/{_seg(model)}/versions", json=body
+        )
+        return from_json(Version, data)
+
+    def get(self, ref: str, *, at: datetime | str | None = None) -> Version:
+        project, rest = self._split(ref)
+        when = self._time(at)
+        params = {"at": to_text(when)} if when is not None else None
+        data = self._http.call("GET", f"/projects/{_seg(project)}/refs/{_seg(rest)}", params=params)
+        return from_json(Version, data)
+
+    def models(self, *, project: str | None = None) -> list[Model]:
+        data = self._http.call("GET", f"/projects/{self._p(project)}/models")
+        return [from_json(Model, m) for m in data]
+
+    def versions(self, model: str, *, project: str | None = None) -> list[Version]:
+        proj, name = self._model(model) if project is None else (project, model)
+        data = self._http.call("GET", f"/projects/{_seg(proj)}/models/{_seg(name)}/versions")
+        return [from_json(Version, v) for v in data]
+
+    def search(
+        self,
+        query: str,
+        *,
+        project: str | None = None,
+        all_projects: bool = False,
+        limit: int | None = 1000,
+    ) -> list[Version]:
+        if all_projects:
+            data = self._http.call("GET", "/search", params={"q": query, "limit": limit})
+        else:
+            data = self._http.call(
+                "GET", f"/projects/{self._p(project)}/search", params={"q": query, "limit": limit}
+            )
+        return [from_json(Version, v) for v in data]
+
+    def manifest(self, ref: str) -> Manifest:
+        project, rest = self._split(ref)
+        data = self._http.call("GET", f"/projects/{_seg(project)}/refs/{_seg(rest)}/manifest")
+        return from_json(Manifest, data)
+
+    def pull(
+        self,
+        ref: str,
+        dest: str | Path,
+        *,
+        overwrite: bool = False,
+        progress: ProgressFactory | None = None,
+    ) -> PullResult:
+        from ..service.artifacts import pull_from
+
+        version = self.get(ref)
+        return pull_from(
+            self._blobs,
+            version.artifact_digest,
+            str(version),
+            Path(dest),
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+    def diff(self, a: str, b: str) -> VersionDiff:
+        pa, ra = self._split(a)
+        pb, rb = self._split(b)
+        if pa != pb:
+            self._unsupported("diffing versions of two projects")
+        data = self._http.call("GET", f"/projects/{_seg(pa)}/diff", params={"a": ra, "b": rb})
+        return from_json(VersionDiff, data)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def approve(self, ref: str, *, comment: str | None = None) -> Approval:
+        project, rest = self._split(ref)
+        data = self._http.call(
+            "POST",
+            f"/projects/{_seg(project)}/refs/{_seg(rest)}/approvals",
+            json={"comment": comment},
+        )
+        return from_json(Approval, data)
+
+    def approvals(self, ref: str) -> list[Approval]:
+        project, rest = self._split(ref)
+        data = self._http.call("GET", f"/projects/{_seg(project)}/refs/{_seg(rest)}/approvals")
+        return [from_json(Approval, a) for a in data]
+
+    def promote(
+        self, ref: str, to: str, *, reason: str | None = None, override: bool = False
+    ) -> Transition:
+        project, rest = self._split(ref)
+        data = self._http.call(
+            "POST",
+            f"/projects/{_seg(project)}/refs/{_seg(rest)}/promote",
+            json={"to": to, "reason": reason, "override": override},
+        )
+        return from_json(Transition, data)
+
+    def rollback(self, model: str, *, reason: str, to: int | None = None) -> Transition:
+        project, name = self._model(model)
+        data = self._http.call(
+            "POST",
+            f"/projects/{_seg(project)}/models/{_seg(name)}/rollback",
+            json={"reason": reason, "to": to},
+        )
+        return from_json(Transition, data)
+
+    def stage_history(self, model: str) -> list[StageInterval]:
+        project, name = self._model(model)
+        data = self._http.call("GET", f"/projects/{_seg(project)}/models/{_seg(name)}/stages")
+        return [from_json(StageInterval, s) for s in data]
+
+    def set_alias(self, model: str, alias: str, ref: str, *, expect: Any = None) -> AliasInterval:
+        project, name = self._model(model)
+        data = self._http.call(
+            "PUT",
+            f"/projects/{_seg(project)}/models/{_seg(name)}/aliases/{_seg(alias)}",
+            json={"ref": ref, "expect": expect},
+        )
+        return from_json(AliasInterval, data)
+
+    def remove_alias(self, model: str, alias: str, *, expect: Any = None) -> AliasInterval:
+        project, name = self._model(model)
+        data = self._http.call(
+            "DELETE",
+            f"/projects/{_seg(project)}/models/{_seg(name)}/aliases/{_seg(alias)}",
+            params={"expect": expect},
+        )
+        return from_json(AliasInterval, data)
+
+    def alias_history(self, model: str, alias: str | None = None) -> list[AliasInterval]:
+        project, name = self._model(model)
+        data = self._http.call(
+            "GET", f"/projects/{_seg(project)}/models/{_seg(name)}/aliases", params={"alias": alias}
+        )
+        return [from_json(AliasInterval, a) for a in data]
+
+    # -- audit ------------------------------------------------------------------------------
+    def audit(
+        self,
+        *,
+        model: str | None = None,
+        project: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        after_seq: int = 0,
+        limit: int | None = 1000,
+        newest_first: bool = False,
+    ) -> list[AuditEvent]:
+        name = None
+        if model is not None:
+            project, name = self._model(model)
+        start, end = self._time(since), self._time(until)
+        data = self._http.call(
+            "GET",
+            f"/projects/{self._p(project)}/audit",
+            params={
+                "model": name,
+                "actor": actor,
+                "action": action,
+                "since": to_text(start) if start else None,
+                "until": to_text(end) if end else None,
+                "after": after_seq,
+                "limit": limit,
+                "newest_first": newest_first,
+            },
+        )
+        return [from_json(AuditEvent, e) for e in data]
+
+    def events(
+        self, after: int = 0, *, limit: int = 100, project: str | None = None, wait: float = 0.0
+    ) -> list[AuditEvent]:
+        data = self._http.call(
+            "GET",
+            f"/projects/{self._p(project)}/events",
+            params={"after": after, "limit": limit, "wait": wait},
+        )
+        return [from_json(AuditEvent, e) for e in data]
+
+    def verify_audit(self) -> AuditVerification:
+        return from_json(AuditVerification, self._http.call("GET", "/audit/verify"))
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._http.call("POST", "/audit/checkpoint")
+        return result
+
+    def audit_public_key(self) -> bytes:
+        return self._http.request("GET", "/audit/public-key").content

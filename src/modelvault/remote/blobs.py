@@ -1,0 +1,187 @@
+"""A ``BlobStore`` whose blobs live on a modelvault server: the client side of transfers.
+
+Uploads hash the file first and skip blobs the server already has for this caller; files
+from ``CHUNKED_FROM`` bytes up go in chunks through a resumable session (a retry sends only
+the chunks the server lacks). Downloads are written through a temp file and renamed only
+when the bytes hash to the digest, so the digest is checked at both ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..blobs.base import PutResult, checked_digest
+from ..blobs.copying import materialize
+from ..canonical import sha256_digest
+from ..errors import IntegrityError, StoreError
+from .http import Transport
+
+CHUNKED_FROM = 256 << 20
+CHUNK = 64 << 20
+BLOCK = 1 << 20
+Progress = Callable[[int], None]
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _read(path: Path, offset: int, length: int, progress: Progress | None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = length
+        while left > 0:
+            block = f.read(min(BLOCK, left))
+            if not block:
+                raise StoreError(f"{path} shrank while it was uploaded")
+            left -= len(block)
+            if progress is not None:
+                progress(len(block))
+            yield block
+
+
+class _Chunks:
+    """A readable over an HTTP byte stream, for ``materialize``."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        while not self._left:
+            self._left = next(self._chunks, b"")
+            if not self._left:
+                return 0
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+class RemoteBlobStore:
+    """Blobs on the server behind *transport*."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def __repr__(self) -> str:
+        return f"RemoteBlobStore({self.transport.url})"
+
+    def missing(self, digests: list[str]) -> list[str]:
+        found: list[str] = []
+        for start in range(0, len(digests), 10_000):
+            part = digests[start : start + 10_000]
+            found += self.transport.call("POST", "/blobs/missing", json={"digests": part})[
+                "missing"
+            ]
+        return found
+
+    def exists(self, digest: str) -> bool:
+        return not self.missing([checked_digest(digest)])
+
+    def size(self, digest: str) -> int:
+        response = self.transport.request("HEAD", f"/blobs/{checked_digest(digest)}")
+        return int(response.headers["content-length"])
+
+    def put_bytes(self, data: bytes) -> PutResult:
+        digest = sha256_digest(data)
+        if self.exists(digest):
+            return PutResult(digest, len(data), False)
+        self.transport.call(
+            "PUT",
+            f"/blobs/{digest}",
+            content=bytes(data),
+            headers={"Content-Length": str(len(data))},
+        )
+        return PutResult(digest, len(data), True)
+
+    def put_file(self, path: Path, *, progress: Progress | None = None) -> PutResult:
+        path = Path(path)
+        digest = file_digest(path)
+        size = path.stat().st_size
+        if self.exists(digest):
+            if progress is not None:
+                progress(size)
+            return PutResult(digest, size, False)
+        self.upload(path, digest, size, progress)
+        return PutResult(digest, size, True)
+
+    def upload(self, path: Path, digest: str, size: int, progress: Progress | None) -> None:
+        """Send *path*'s bytes (known to hash to *digest*) to the server."""
+        if size < CHUNKED_FROM:
+            self.transport.call(
+                "PUT",
+                f"/blobs/{digest}",
+                content=_read(path, 0, size, progress),
+                headers={"Content-Length": str(size)},
+            )
+            return
+        self.upload_chunked(path, digest, size, progress)
+
+    def upload_chunked(
+        self, path: Path, digest: str, size: int, progress: Progress | None, chunk: int = CHUNK
+    ) -> dict[str, Any]:
+        session = self.transport.call(
+            "POST", "/uploads", json={"digest": digest, "size": size, "chunk_size": chunk}
+        )
+        done = set(session["received"])
+        step = int(session["chunk_size"])
+        for index in range(int(session["chunks"])):
+            length = min(step, size - index * step)
+            if index in done:
+                if progress is not None:
+                    progress(length)
+                continue
+            with open(path, "rb") as f:
+                f.seek(index * step)
+                piece = hashlib.sha256()
+                left = length
+                while left > 0:
+                    block = f.read(min(BLOCK, left))
+                    piece.update(block)
+                    left -= len(block)
+            self.transport.call(
+                "PUT",
+                f"/uploads/{session['id']}/chunks/{index}",
+                content=_read(path, index * step, length, progress),
+                headers={
+                    "Content-Length": str(length),
+                    "X-Chunk-Sha256": "sha256:" + piece.hexdigest(),
+                },
+            )
+        result: dict[str, Any] = self.transport.call("POST", f"/uploads/{session['id']}/complete")
+        return result
+
+    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+        response = self.transport.request("GET", f"/blobs/{checked_digest(digest)}")
+        data = response.content
+        if verify and (actual := sha256_digest(data)) != digest:
+            raise IntegrityError(
+                f"blob {digest} arrived corrupt: its content hashes to {actual}", digest=digest
+            )
+        return data
+
+    def copy_to(self, digest: str, dest: Path, *, progress: Progress | None = None) -> int:
+        with self.transport.stream(f"/blobs/{checked_digest(digest)}") as response:
+            expected = response.headers.get("content-length")
+            return materialize(
+                _Chunks(response.iter_raw(BLOCK)),
+                digest,
+                Path(dest),
+                expected_size=int(expected) if expected else None,
+                progress=progress,
+            )
+
+    def verify(self, digest: str) -> bool:
+        try:
+            self.read_bytes(digest)
+        except IntegrityError:
+            return False
+        return True
+
+    def sync(self) -> None:
+        """The server makes what it stores durable before it answers."""

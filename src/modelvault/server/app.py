@@ -1,0 +1,101 @@
+"""The ASGI application: routers, the error envelope, the body-size limit and health checks.
+
+``create_app`` opens one registry over the configured stores and migrates the schema (safe
+with several replicas starting at once: one migrates, the others wait for it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._version import __version__
+from ..errors import PayloadTooLarge
+from ..registry import Registry
+from ..settings import Settings
+from ..timeutil import Clock
+from ..wire import error_envelope
+from . import envelope, routes_audit, routes_blobs, routes_registry
+
+MAX_JSON_BYTES = 16 << 20  # documented in docs/server.md
+_STREAMED = ("/api/v1/blobs/", "/api/v1/uploads/")
+
+
+class BodyLimit:
+    """Refuse a JSON body over ``MAX_JSON_BYTES`` with 413 (blob streams are exempt)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_JSON_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or (path.startswith(_STREAMED) and scope.get("method") == "PUT"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise PayloadTooLarge(self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"request body is over the limit of {self.limit} bytes"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = PayloadTooLarge(self._message())
+        response = envelope.envelope_response(413, error_envelope(exc), exc.code)
+        await response(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None, *, migrate: bool = True, clock: Clock | None = None
+) -> FastAPI:
+    """The server for *settings* (from the environment by default)."""
+    registry = Registry(settings=settings or Settings.from_env(), clock=clock)
+    if migrate:
+        registry.upgrade_schema()
+    app = FastAPI(
+        title="modelvault",
+        version=__version__,
+        description="Model registry, lifecycle and audit: the REST API of `modelvault server`.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.registry = registry
+    envelope.install(app)
+    app.include_router(routes_registry.router)
+    app.include_router(routes_blobs.router)
+    app.include_router(routes_audit.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], response_model=None)
+    def readyz() -> Any:
+        """The metadata store answers and its schema is this release's."""
+        status = registry.schema_status()
+        if status.state != "current":
+            body = {"status": "not ready", "schema": status.state}
+            return JSONResponse(body, status_code=503)
+        return {"status": "ready", "schema": status.revision}
+
+    app.add_middleware(BodyLimit)
+    app.router.on_shutdown.append(registry.close)
+    return app

@@ -1,0 +1,78 @@
+"""The request bodies of the API (pydantic), and the JSON response helper.
+
+Responses are the domain records as ``as_json`` writes them (their schemas come from the
+dataclasses themselves); the remote SDK reads them back with ``wire.from_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..domain import as_json
+
+
+def ok(value: Any, status: int = 200) -> Response:
+    """*value* as JSON (domain records included)."""
+    body = json.dumps(as_json(value), ensure_ascii=False, separators=(",", ":"))
+    return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterBody(Body):
+    """A version whose bytes are already uploaded: the manifest blob names every file."""
+
+    kind: Literal["model", "config", "system"] = "model"
+    manifest: str | None = Field(None, description="digest of the uploaded manifest blob")
+    params: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    tags: dict[str, Any] = {}
+    datasets: list[dict[str, Any]] = []
+    parents: list[str] = []
+    components: list[str] = []
+    label: str | None = None
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    feature_pipeline: str | None = None
+    inference_config: str | None = None
+    flavor: str | None = None
+    code: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    extra_blobs: list[tuple[str, str]] = []
+    run: str | None = None
+
+
+class ApproveBody(Body):
+    comment: str | None = None
+
+
+class PromoteBody(Body):
+    to: str
+    reason: str | None = None
+    override: bool = False
+
+
+class RollbackBody(Body):
+    reason: str
+    to: int | None = None
+
+
+class AliasBody(Body):
+    ref: str
+    expect: str | int | None = None
+
+
+class DigestsBody(Body):
+    digests: list[str] = Field(max_length=10_000)
+
+
+class UploadBody(Body):
+    digest: str
+    size: int = Field(ge=0)
+    chunk_size: int | None = Field(None, ge=1 << 20, le=1 << 30)

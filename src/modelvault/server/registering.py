@@ -1,0 +1,58 @@
+"""Registering a version whose bytes a client uploaded first (the remote SDK's second step).
+
+The server trusts no digest it is told: the manifest is read back from its own store and
+parsed (paths checked), and every blob it names must already be stored here.
+"""
+
+from __future__ import annotations
+
+from ..blobs.base import checked_digest
+from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Version
+from ..errors import InvalidInput
+from ..registry import Registry
+from ..service.artifacts import read_manifest
+from ..service.versions import RegisterRequest, register
+from ..wire import from_json
+from .bodies import RegisterBody
+
+
+def register_uploaded(reg: Registry, project: str, model: str, body: RegisterBody) -> Version:
+    ctx = reg._ctx
+    manifest = None
+    if body.manifest is not None:
+        manifest = read_manifest(ctx, checked_digest(body.manifest))
+    try:
+        datasets = [from_json(DatasetRef, d) for d in body.datasets]
+        code = from_json(CodeRef, body.code) if body.code is not None else None
+        env = from_json(EnvironmentInfo, body.environment) if body.environment else None
+    except (TypeError, KeyError, ValueError) as exc:
+        raise InvalidInput(f"malformed dataset, code or environment record: {exc}") from None
+    for digest, role in body.extra_blobs:
+        checked_digest(digest)
+        if role not in ("code-diff", "packages"):
+            raise InvalidInput(f"unknown blob role {role!r}", field="extra_blobs")
+    req = RegisterRequest(
+        model=model,
+        path=None,
+        kind=body.kind,
+        params=body.params,
+        metrics=body.metrics,
+        tags=body.tags,
+        datasets=datasets,
+        parents=body.parents,
+        components=body.components,
+        label=body.label,
+        description=body.description,
+        config=body.config,
+        feature_pipeline=body.feature_pipeline,
+        inference_config=body.inference_config,
+        flavor=body.flavor,
+        capture_code=False,
+        capture_environment=False,
+        code=code,
+        environment=env,
+        extra_blobs=list(body.extra_blobs),
+        run_id=body.run,
+        manifest=manifest,
+    )
+    return register(ctx, req, project)

@@ -1,0 +1,165 @@
+"""Blobs over the wire: which are missing, streamed upload and download (digests checked at
+both ends), chunked resumable uploads, and presigned URLs with the S3 backend.
+
+A blob is visible to a caller only when a version of a project they may read names it, so
+the ``missing`` answer and downloads reveal nothing about other tenants' files; an upload of
+bytes the store already holds is accepted and stores nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy import select
+
+from ..blobs.base import checked_digest
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..store import schema
+from . import transfers
+from ..service import identity
+from .auth import Caller, caller
+from .bodies import DigestsBody, UploadBody, ok
+
+router = APIRouter(prefix="/api/v1")
+Who = Annotated[Caller, Depends(caller)]
+_STREAM: dict[str, Any] = {"requestBody": {"content": {"application/octet-stream": {"schema": {}}}}}
+_VB, _V, _M, _P = schema.version_blobs, schema.versions, schema.models, schema.projects
+
+
+def visible(who: Caller, digests: list[str]) -> set[str]:
+    """The digests among *digests* that a version of a project *who* may read names."""
+    readable = who.readable()
+    query = (
+        select(_VB.c.digest)
+        .distinct()
+        .select_from(
+            _VB.join(_V, _V.c.id == _VB.c.version_id)
+            .join(_M, _M.c.id == _V.c.model_id)
+            .join(_P, _P.c.id == _M.c.project_id)
+        )
+        .where(_VB.c.digest.in_(digests))
+    )
+    if readable is not None:
+        query = query.where(_P.c.name.in_(sorted(readable)))
+    with who.base._ctx.store.read() as conn:
+        return {str(d) for d in conn.execute(query).scalars()}
+
+
+def _may_upload(who: Caller) -> None:
+    """Uploading needs ``register`` on some project (the denial is audited)."""
+    if who.principal.projects("register") == frozenset():
+        scope = who.principal.project or next(iter(sorted(who.principal.roles)), "*")
+        identity.authorize(who.base._ctx, who.principal, scope, "register")
+        raise Forbidden(f"token for {who.user} lacks permission 'register'")
+
+
+def _readable_blob(who: Caller, digest: str) -> str:
+    checked_digest(digest)
+    if not visible(who, [digest]):
+        raise NotFound(f"blob {digest} does not exist or this token may not see it")
+    return digest
+
+
+@router.post("/blobs/missing")
+def missing(body: DigestsBody, who: Who) -> Response:
+    """Of *digests*, those the client must upload."""
+    for digest in body.digests:
+        checked_digest(digest)
+    wanted = list(dict.fromkeys(body.digests))
+    seen = visible(who, wanted) if wanted else set()
+    blobs = who.base._ctx.blobs
+    return ok({"missing": [d for d in wanted if d not in seen or not blobs.exists(d)]})
+
+
+@router.put("/blobs/{digest}", status_code=201, openapi_extra=_STREAM)
+async def upload(
+    digest: str,
+    request: Request,
+    who: Who,
+    content_length: Annotated[int | None, Header()] = None,
+) -> Response:
+    _may_upload(who)
+    ctx = who.base._ctx
+    result = await transfers.receive_blob(
+        ctx.blobs, ctx.settings.home, digest, request.stream(), content_length
+    )
+    return ok(result, status=201)
+
+
+@router.head("/blobs/{digest}", response_model=None)
+def blob_head(digest: str, who: Who) -> Response:
+    """The blob's size (Content-Length), without its bytes."""
+    return download(digest, who)
+
+
+@router.get("/blobs/{digest}", response_model=None)
+def download(digest: str, who: Who) -> Response:
+    _readable_blob(who, digest)
+    blobs: Any = who.base._ctx.blobs
+    headers = {"X-Digest": digest}
+    if hasattr(blobs, "path_of"):
+        path = blobs.path_of(digest)
+        if not path.exists():
+            raise NotFound(f"blob {digest} is not in the store", digest=digest)
+        return FileResponse(path, media_type="application/octet-stream", headers=headers)
+    if hasattr(blobs, "open_stream"):
+        return StreamingResponse(
+            blobs.open_stream(digest), media_type="application/octet-stream", headers=headers
+        )
+    data = blobs.read_bytes(digest)
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/blobs/{digest}/url")
+def presigned(digest: str, who: Who, method: str = "GET") -> Response:
+    """A URL to transfer the blob straight to or from S3 (S3 backend only)."""
+    blobs: Any = who.base._ctx.blobs
+    if not hasattr(blobs, "presigned_get"):
+        raise InvalidInput("presigned URLs need the S3 blob backend", field="method")
+    if method == "GET":
+        _readable_blob(who, digest)
+        signed = blobs.presigned_get(digest, 900)
+    elif method == "PUT":
+        _may_upload(who)
+        signed = blobs.presigned_put(checked_digest(digest), 900)
+    else:
+        raise InvalidInput("method must be GET or PUT", field="method")
+    return ok({"method": signed.method, "url": signed.url, "headers": signed.headers})
+
+
+@router.post("/uploads", status_code=201)
+def start_upload(body: UploadBody, who: Who) -> Response:
+    """Open (or find again) the chunked upload of one blob."""
+    _may_upload(who)
+    home = who.base._ctx.settings.home
+    session = transfers.open_session(home, who.user, body.digest, body.size, body.chunk_size)
+    return ok(session.describe(), status=201)
+
+
+@router.get("/uploads/{upload_id}")
+def upload_state(upload_id: str, who: Who) -> Response:
+    _may_upload(who)
+    return ok(transfers.find_session(who.base._ctx.settings.home, upload_id).describe())
+
+
+@router.put("/uploads/{upload_id}/chunks/{index}", openapi_extra=_STREAM)
+async def upload_chunk(
+    upload_id: str,
+    index: int,
+    request: Request,
+    who: Who,
+    x_chunk_sha256: Annotated[str | None, Header()] = None,
+) -> Response:
+    _may_upload(who)
+    session = transfers.find_session(who.base._ctx.settings.home, upload_id)
+    return ok(await transfers.receive_chunk(session, index, request.stream(), x_chunk_sha256))
+
+
+@router.post("/uploads/{upload_id}/complete", status_code=201)
+def complete_upload(upload_id: str, who: Who) -> Response:
+    _may_upload(who)
+    ctx = who.base._ctx
+    session = transfers.find_session(ctx.settings.home, upload_id)
+    return ok(transfers.complete(session, ctx.blobs), status=201)

@@ -1,0 +1,78 @@
+"""A real modelvault server on loopback for tests: uvicorn in a thread over the test's own
+stores, and tokens for the people a test acts as."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from modelvault import Registry, Settings
+from modelvault.server import create_app
+from modelvault.service import identity
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Any
+    tokens: dict[str, str] = field(default_factory=dict)
+    opened: list[Registry] = field(default_factory=list)
+
+    @property
+    def registry(self) -> Registry:
+        reg: Registry = self.app.state.registry
+        return reg
+
+    def token(self, user: str, *, admin: bool = True, project: str | None = None) -> str:
+        """A token for *user* (created with the user on first use)."""
+        key = f"{user}/{project}/{admin}"
+        if key not in self.tokens:
+            ctx = self.registry._ctx
+            if user not in {u["name"] for u in identity.users(ctx)}:
+                identity.create_user(ctx, user, admin=admin)
+            secret, _ = identity.create_token(ctx, user, project=project)
+            self.tokens[key] = secret
+        return self.tokens[key]
+
+    def client(self, user: str, **kwargs: Any) -> Registry:
+        """A remote registry acting as *user* (closed when the server stops)."""
+        reg = Registry(self.url, token=self.token(user), **kwargs)
+        self.opened.append(reg)
+        return reg
+
+    def remote(self, token: str) -> Registry:
+        reg = Registry(self.url, token=token)
+        self.opened.append(reg)
+        return reg
+
+
+@contextmanager
+def live_server(settings: Settings, clock: Any = None) -> Iterator[LiveServer]:
+    app = create_app(settings, clock=clock)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    live = LiveServer(url=f"http://127.0.0.1:{port}", app=app)
+    try:
+        yield live
+    finally:
+        for reg in live.opened:
+            reg.close()
+        server.should_exit = True
+        thread.join(timeout=20)
+        app.state.registry.close()

@@ -1,0 +1,349 @@
+"""The server: tokens and roles, tenancy through every read endpoint, the error envelope,
+transfers (digests, resumable chunks, cut-off uploads) and bad input, over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelvault import Forbidden, IntegrityError, NotFound, Registry, Settings
+from modelvault.errors import Unauthenticated
+from modelvault.remote import RemoteRegistry
+from modelvault.service import identity
+
+from .conftest import FakeClock, write_model
+from .server_fixtures import LiveServer, live_server
+
+
+@pytest.fixture
+def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
+    with live_server(settings, clock) as live:
+        yield live
+
+
+def api(server: LiveServer, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=30)
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_health_needs_no_token_and_everything_else_does(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url) as raw:
+        assert raw.get("/healthz").json() == {"status": "ok"}
+        assert raw.get("/readyz").json()["status"] == "ready"
+        missing = raw.get("/api/v1/projects/default/models")
+    assert missing.status_code == 401
+    assert missing.headers["X-Error-Code"] == "unauthenticated"
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.json()["error"]["code"] == "unauthenticated"
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "mvt_", "mvt_x", "mvt_abc_def", "not-a-token", "mvt_\x00_x", "x" * 10_000],
+)
+def test_malformed_and_unknown_tokens_are_401(server: LiveServer, token: str) -> None:
+    server.token("alice")  # a real user exists; these are not its token
+    with httpx.Client(base_url=server.url) as raw:
+        try:
+            answer = raw.get(
+                "/api/v1/projects/default/models", headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.LocalProtocolError:  # the client itself refuses a NUL in a header
+            return
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "unauthenticated"
+
+
+def test_expired_and_revoked_tokens_stop_working(server: LiveServer, clock: FakeClock) -> None:
+    from datetime import timedelta
+
+    ctx = server.registry._ctx
+    identity.create_user(ctx, "carol")
+    identity.grant(ctx, "default", "carol", "viewer")
+    short, _ = identity.create_token(ctx, "carol", expires_in=timedelta(hours=1))
+    revoked, record = identity.create_token(ctx, "carol")
+    with api(server, short) as c:
+        assert c.get("/projects/default/models").status_code == 200
+    with api(server, revoked) as c:
+        assert c.get("/projects/default/models").status_code == 200
+    identity.revoke_token(ctx, record["token_id"])
+    clock.advance(hours=2)
+    for token, word in ((short, "expired"), (revoked, "revoked")):
+        with api(server, token) as c:
+            answer = c.get("/projects/default/models")
+        assert answer.status_code == 401
+        assert word in answer.json()["error"]["message"]
+
+
+def test_remote_sdk_round_trip(server: LiveServer, tmp_path: Path) -> None:
+    alice = server.client("alice")
+    assert isinstance(alice, RemoteRegistry)
+    src = write_model(tmp_path, "m", b"weights" * 1000)
+    (src / "sub").mkdir()
+    (src / "sub" / "cfg.json").write_text('{"a": 1}')
+    v = alice.register("fraud", src, params={"lr": 0.1}, metrics={"auc": 0.9})
+    assert (v.number, v.created_by, v.params["lr"]) == (1, "alice", 0.1)
+    local = server.registry
+    assert local.get("fraud:1") == v  # the same record, the same type
+    again = alice.register("fraud", src)
+    assert again.artifact_digest == v.artifact_digest  # nothing re-sent, same content
+    out = alice.pull("fraud:1", tmp_path / "out")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == b"weights" * 1000
+    assert sorted(out.files) == ["model.bin", "sub/cfg.json"]
+    with pytest.raises(NotFound):
+        alice.get("fraud:9")
+    with pytest.raises(Forbidden):  # four-eyes: the creator cannot approve
+        alice.approve("fraud:1")
+    bob = server.client("bob")
+    assert bob.approve("fraud:1", comment="ok").approver == "bob"
+    alice.promote("fraud:1", "staging")
+    assert alice.promote("fraud:1", "production", reason="r").to_stage == "production"
+    assert [e.action for e in alice.audit(model="fraud")][-1] == "stage.promote"
+
+
+def test_roles_and_audited_denials(server: LiveServer, tmp_path: Path) -> None:
+    ctx = server.registry._ctx
+    server.client("alice").register("fraud", write_model(tmp_path, "m", b"1"))
+    for user, role in (("vic", "viewer"), ("cora", "contributor"), ("dan", "deployer")):
+        identity.create_user(ctx, user)
+        identity.grant(ctx, "default", user, role)
+    vic = server.remote(identity.create_token(ctx, "vic")[0])
+    assert vic.get("fraud:1").number == 1
+    with pytest.raises(Forbidden, match="approve"):
+        vic.approve("fraud:1")
+    with pytest.raises(Forbidden, match="register"):
+        vic.register("fraud", write_model(tmp_path, "n", b"2"))
+    cora = server.remote(identity.create_token(ctx, "cora")[0])
+    assert cora.register("fraud", write_model(tmp_path, "n", b"2")).number == 2
+    with pytest.raises(Forbidden, match="promote"):
+        cora.promote("fraud:2", "staging")
+    dan = server.remote(identity.create_token(ctx, "dan")[0])
+    assert dan.promote("fraud:2", "staging").to_stage == "staging"
+    denied = server.registry.audit(action="access.denied")
+    assert {(e.actor, (e.after or {}).get("permission")) for e in denied} >= {
+        ("vic", "approve"),
+        ("vic", "register"),
+        ("cora", "promote"),
+    }
+
+
+def _read_endpoints(project: str) -> list[str]:
+    p = f"/projects/{project}"
+    return [
+        f"{p}/models",
+        f"{p}/models/fraud/versions",
+        f"{p}/refs/fraud:1",
+        f"{p}/refs/fraud@latest",
+        f"{p}/refs/fraud:1/manifest",
+        f"{p}/refs/fraud:1/approvals",
+        f"{p}/diff?a=fraud:1&b=fraud:1",
+        f"{p}/search?q=metrics.auc > 0",
+        f"{p}/models/fraud/stages",
+        f"{p}/models/fraud/aliases",
+        f"{p}/audit",
+        f"{p}/events",
+    ]
+
+
+def test_a_token_of_project_a_learns_nothing_about_project_b(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    admin = server.client("root")
+    secret = write_model(tmp_path, "b", b"project b secret weights")
+    vb = admin.register("fraud", secret, project="bank-b", metrics={"auc": 0.9})
+    admin.register("fraud", write_model(tmp_path, "a", b"a weights"), project="bank-a")
+    ctx = server.registry._ctx
+    identity.create_user(ctx, "ann")
+    identity.grant(ctx, "bank-a", "ann", "admin")
+    identity.grant(ctx, "bank-b", "ann", "viewer")  # the user could, but the token is scoped
+    token, _ = identity.create_token(ctx, "ann", project="bank-a")
+    with api(server, token) as c:
+        for path in _read_endpoints("bank-a"):
+            assert c.get(path).status_code == 200, path
+        for path in _read_endpoints("bank-b"):
+            existing, absent = c.get(path), c.get(path.replace("bank-b", "bank-zz"))
+            assert existing.status_code == absent.status_code == 404, path
+            body = existing.json()["error"]
+            assert body == json.loads(absent.text.replace("bank-zz", "bank-b"))["error"], path
+        everywhere = c.get("/search", params={"q": "metrics.auc > 0"}).json()
+        assert everywhere == []  # bank-b's version matches, but is not this token's to see
+        assert c.post("/blobs/missing", json={"digests": [vb.artifact_digest]}).json() == {
+            "missing": [vb.artifact_digest]
+        }
+        assert c.get(f"/blobs/{vb.artifact_digest}").status_code == 404
+        assert c.post("/projects/bank-b/refs/fraud:1/approvals", json={}).status_code == 404
+
+
+def test_error_envelope_for_unknown_routes_bad_json_and_oversized_bodies(
+    server: LiveServer,
+) -> None:
+    with api(server, server.token("alice")) as c:
+        unknown = c.get("/nothing-here")
+        bad = c.post(
+            "/projects/default/refs/x:1/promote",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        wrong = c.post("/projects/default/refs/x:1/promote", json={"to": 3, "extra": 1})
+        big = c.post(
+            "/projects/default/refs/x:1/promote",
+            content=b'{"to": "' + b"x" * (17 << 20) + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
+    for answer, status, code in (
+        (unknown, 404, "not_found"),
+        (bad, 400, "invalid_input"),
+        (wrong, 400, "invalid_input"),
+        (big, 413, "too_large"),
+    ):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["X-Error-Code"] == code
+        assert set(answer.json()) == {"error"}
+        assert answer.json()["error"]["code"] == code
+        assert answer.json()["error"]["message"]
+
+
+def test_an_upload_that_does_not_match_its_digest_stores_nothing(server: LiveServer) -> None:
+    data = b"the real bytes"
+    claimed = sha(b"other bytes")
+    with api(server, server.token("alice")) as c:
+        answer = c.put(f"/blobs/{claimed}", content=data)
+        assert answer.status_code == 422
+        assert answer.json()["error"]["code"] == "integrity"
+        assert c.put(f"/blobs/{sha(data)}", content=data).status_code == 201
+    blobs = server.registry._ctx.blobs
+    assert not blobs.exists(claimed)
+    assert blobs.exists(sha(data))
+
+
+def test_an_upload_cut_off_mid_stream_stores_nothing(server: LiveServer) -> None:
+    data = b"z" * 100_000
+    digest = sha(data)
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {server.token('alice')}\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head + data[:40_000])
+    with api(server, server.token("alice")) as c:  # the server is unaffected
+        assert c.get("/projects/default/models").status_code == 200
+    assert not server.registry._ctx.blobs.exists(digest)
+    spool = server.registry.settings.home / "uploads"
+    assert [p for p in spool.iterdir() if p.name.startswith(".in-")] == []
+
+
+def test_chunked_upload_resumes_without_resending_finished_chunks(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    alice = server.client("alice")
+    assert isinstance(alice, RemoteRegistry)
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (3 * 4096 + 100))  # a bit over 3 MiB
+    data = big.read_bytes()
+    digest, size, chunk = sha(data), len(data), 1 << 20
+    blobs = alice._blobs
+    sent: list[str] = []
+    alice._http.client.event_hooks["request"] = [lambda r: sent.append(r.url.path)]
+    # the first attempt dies after two chunks
+    session = alice._http.call(
+        "POST", "/uploads", json={"digest": digest, "size": size, "chunk_size": chunk}
+    )
+    for index in (0, 1):
+        alice._http.call(
+            "PUT",
+            f"/uploads/{session['id']}/chunks/{index}",
+            content=data[index * chunk : (index + 1) * chunk],
+        )
+    sent.clear()
+    result = blobs.upload_chunked(big, digest, size, None, chunk=chunk)
+    assert result["digest"] == digest
+    chunk_puts = sorted(p.rsplit("/", 1)[1] for p in sent if "/chunks/" in p)
+    assert chunk_puts == ["2", "3"]
+    assert server.registry._ctx.blobs.read_bytes(digest) == data
+
+
+def test_chunks_that_do_not_add_up_are_refused(server: LiveServer) -> None:
+    data = b"a" * (1 << 20) + b"b" * 10
+    with api(server, server.token("alice")) as c:
+        s = c.post(
+            "/uploads", json={"digest": sha(b"other"), "size": len(data), "chunk_size": 1 << 20}
+        ).json()
+        c.put(f"/uploads/{s['id']}/chunks/0", content=data[: 1 << 20])
+        assert c.post(f"/uploads/{s['id']}/complete").json()["error"]["code"] == "invalid_input"
+        c.put(f"/uploads/{s['id']}/chunks/1", content=data[1 << 20 :])
+        done = c.post(f"/uploads/{s['id']}/complete")
+        assert done.status_code == 422
+        wrong = c.put(f"/uploads/{s['id']}/chunks/0", content=b"x")
+        assert wrong.status_code == 404  # the failed session is gone
+    assert not server.registry._ctx.blobs.exists(sha(b"other"))
+
+
+@pytest.mark.parametrize("path", ["../evil", "/etc/passwd", "a/../../b", "nul\x00byte"])
+def test_a_manifest_with_a_bad_path_is_refused(server: LiveServer, path: str) -> None:
+    entry = {"path": path, "size": 1, "digest": sha(b"x"), "mode": 0o644}
+    manifest = json.dumps({"files": [entry], "format": 1}).encode()
+    with api(server, server.token("alice")) as c:
+        c.put(f"/blobs/{sha(b'x')}", content=b"x")
+        c.put(f"/blobs/{sha(manifest)}", content=manifest)
+        answer = c.post("/projects/default/models/m/versions", json={"manifest": sha(manifest)})
+    assert answer.status_code in (400, 422), answer.text
+    assert server.registry.models() == []
+
+
+def test_sql_metacharacters_in_names_and_queries(server: LiveServer, tmp_path: Path) -> None:
+    alice = server.client("alice")
+    alice.register("m", write_model(tmp_path, "m", b"1"), tags={"team": "o'brien"})
+    with api(server, server.token("alice")) as c:
+        bad_name = c.get("/projects/default/models/x';DROP TABLE mv_versions;--/versions")
+        assert bad_name.status_code in (400, 404)
+        query = c.get("/projects/default/search", params={"q": 'tags.team = "o\'brien"'})
+        assert [v["model"] for v in query.json()] == ["m"]
+        broken = c.get("/projects/default/search", params={"q": "auc > ' OR 1=1 --"})
+        assert broken.status_code == 400
+    assert alice.get("m:1").number == 1
+
+
+def test_cli_works_against_a_server(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from modelvault.cli import main
+
+    monkeypatch.setenv("MODELVAULT_URL", server.url)
+    monkeypatch.setenv("MODELVAULT_TOKEN", server.token("alice"))
+    monkeypatch.setenv("MODELVAULT_HOME", str(tmp_path / "client-home"))
+    assert main(["register", "cli-model", str(write_model(tmp_path, "m", b"cli"))]) == 0
+    assert main(["show", "cli-model:1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["created_by"] == "alice"
+    assert server.registry.get("cli-model:1").created_by == "alice"
+    monkeypatch.setenv("MODELVAULT_TOKEN", "mvt_bad_token")
+    assert main(["show", "cli-model:1"]) == Unauthenticated.exit_code
+    assert "token" in capsys.readouterr().err
+
+
+def test_openapi_spec_is_committed_and_current() -> None:
+    from modelvault.server.openapi import document
+
+    committed = Path(__file__).parent.parent / "docs" / "openapi.json"
+    assert json.loads(committed.read_text()) == document(), (
+        "docs/openapi.json is stale: run make docs"
+    )
+
+
+def test_remote_errors_keep_their_class(server: LiveServer) -> None:
+    alice = server.client("alice")
+    with pytest.raises(IntegrityError):
+        alice._blobs.transport.call("PUT", f"/blobs/{sha(b'a')}", content=b"b")
