@@ -130,6 +130,8 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "checkpoint_every": "50",
         "checkpoint_seconds": "60",
         "oidc_issuer": "https://login.example.com/",
+        "url": "http://registry.example.com:7310",
+        "token": "mvt_abcdefghijkl_secret",
         "oidc_audience": "modelvault",
         "oidc_jwks_url": "https://login.example.com/jwks.json",
     }

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelvault import Forbidden, IntegrityError, NotFound, Registry, Settings
+from modelvault import Forbidden, IntegrityError, NotFound, Settings
 from modelvault.errors import Unauthenticated
 from modelvault.remote import RemoteRegistry
 from modelvault.service import identity

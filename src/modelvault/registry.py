@@ -42,11 +42,7 @@ ProgressFactory = Callable[[int], Callable[[int], None] | None]
 def _is_remote(home: str | Path | None, settings: Settings | None) -> bool:
     if isinstance(home, str) and home.startswith(("http://", "https://")):
         return True
-    if settings is None:
-        import os
-
-        return bool(os.environ.get("MODELVAULT_URL"))
-    return False
+    return settings is None and bool(Settings.from_env().url)
 
 
 class Registry(TrackingMethods, EventsMethods, DeploymentMethods):

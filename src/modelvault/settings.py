@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -147,6 +147,18 @@ SETTINGS: tuple[Setting, ...] = (
         "the issuer's discovery document",
         "Server: where the issuer's signing keys (JWKS) are; default from ISSUER/.well-known/.",
     ),
+    Setting(
+        "url",
+        "MODELVAULT_URL",
+        "unset (local mode)",
+        "Client: a server's URL (http://host:7310); the SDK and CLI then act through it.",
+    ),
+    Setting(
+        "token",
+        "MODELVAULT_TOKEN",
+        "unset",
+        "Client: the API token sent to the server at MODELVAULT_URL.",
+    ),
 )
 
 
@@ -183,6 +195,8 @@ class Settings:
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
+    url: str = ""
+    token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | Path) -> Settings:
@@ -215,6 +229,8 @@ class Settings:
             oidc_issuer=source.get("MODELVAULT_OIDC_ISSUER") or "",
             oidc_audience=source.get("MODELVAULT_OIDC_AUDIENCE") or "",
             oidc_jwks_url=source.get("MODELVAULT_OIDC_JWKS_URL") or "",
+            url=source.get("MODELVAULT_URL") or "",
+            token=source.get("MODELVAULT_TOKEN") or "",
         )
         rest = {k: v for k, v in overrides.items() if k != "home" and v is not None}
         return replace(settings, **rest) if rest else settings  # type: ignore[arg-type]

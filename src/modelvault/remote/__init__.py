@@ -64,22 +64,18 @@ class RemoteRegistry(Registry):
         timeout: float = 60.0,
         transport: Transport | None = None,
     ) -> None:
-        import os
-
         base = settings or Settings.from_env()
         if project is not None:
             from ..limits import check_name
 
             base = replace(base, project=check_name(project, what="project name"))
         given = str(url) if isinstance(url, str) and "://" in url else ""
-        target = given or os.environ.get("MODELVAULT_URL") or ""
+        target = given or base.url
         if not target.startswith(("http://", "https://")):
             raise InvalidInput(f"server URL must start with http:// or https://: {target!r}")
         self.settings = base
         self.url = target.rstrip("/")
-        self._http = transport or Transport(
-            self.url, token or os.environ.get("MODELVAULT_TOKEN"), timeout=timeout
-        )
+        self._http = transport or Transport(self.url, token or base.token or None, timeout=timeout)
         self._blobs = RemoteBlobStore(self._http)
         self._user: str | None = None
         self._auto_checkpoint = None
@@ -213,7 +209,9 @@ class RemoteRegistry(Registry):
                 entries.append(FileEntry(item.path, item.size, digest, item.mode))
             wanted = list(dict.fromkeys(e.digest for e in entries))
             lacking = set(self._blobs.missing(wanted)) if wanted else set()
-            sizes = {e.digest: (item.source, e.size) for e, item in zip(entries, scanned)}
+            sizes = {
+                e.digest: (item.source, e.size) for e, item in zip(entries, scanned, strict=True)
+            }
             for digest in wanted:
                 source, size = sizes[digest]
                 if digest in lacking:

@@ -9,6 +9,7 @@ project but lacks a permission gets a 403 naming it; both denials are audited.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -37,10 +38,8 @@ class Caller:
         """A registry acting as the caller, once they may read *project* (404 otherwise)."""
         project = check_name(project, what="project name")
         if not self.principal.can(project, "read"):
-            try:  # records the denial in the audit log
+            with suppress(Forbidden):  # records the denial in the audit log
                 identity.authorize(self.base._ctx, self.principal, project, "read")
-            except Forbidden:
-                pass
             raise NotFound(
                 f"project {project} does not exist or this token may not see it",
                 project=project,

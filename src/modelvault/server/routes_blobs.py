@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from ..blobs.base import checked_digest
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..service import identity
 from ..store import schema
 from . import transfers
-from ..service import identity
 from .auth import Caller, caller
 from .bodies import DigestsBody, UploadBody, ok
 
