@@ -445,3 +445,24 @@ def test_cli_bad_input_is_one_line(
     assert code == exit_code, err
     assert err.count("\n") == 1 and says in err and "Traceback" not in err
     assert out == ""
+
+
+def test_managing_users_needs_an_unscoped_global_admin(reg: Registry) -> None:
+    ctx = _ctx(reg)
+    ident.create_user(ctx, "root", admin=True)
+    ident.create_user(ctx, "bob")
+    ident.grant(ctx, "fraud", "bob", "admin")
+    root = ident.authenticate(ctx, ident.create_token(ctx, "root")[0])
+    ident.authorize_global(ctx, root, "create users")
+    project_admin = ident.authenticate(ctx, ident.create_token(ctx, "bob")[0])
+    with pytest.raises(Forbidden, match="token for bob is not a global admin, needed to create"):
+        ident.authorize_global(ctx, project_admin, "create users")
+    scoped = ident.authenticate(ctx, ident.create_token(ctx, "root", project="fraud")[0])
+    with pytest.raises(Forbidden, match="scoped to one project"):
+        ident.authorize_global(ctx, scoped, "create users")
+    denied = list(reg.audit(action="access.denied"))
+    assert [(e.actor, e.project, e.subject) for e in denied] == [
+        ("bob", None, "registry"),
+        ("root", None, "registry"),
+    ]
+    assert reg.verify_audit().ok

@@ -52,6 +52,7 @@ __all__ = [
     "Principal",
     "authenticate",
     "authorize",
+    "authorize_global",
     "bootstrap_admin",
     "create_token",
     "create_user",
@@ -188,22 +189,20 @@ def _authenticate_oidc(ctx: Context, token: str) -> Principal:
     return Principal(user=user, token_id=None, project=None, global_admin=admin, roles=_roles(rows))
 
 
-def authorize(ctx: Context, principal: Principal, project: str, permission: str) -> None:
-    """Return when *principal* may do *permission* on *project*; otherwise audit the denial
-    (in its own transaction, so it stays recorded though the request fails) and raise."""
-    check_name(project, what="project name")
-    if principal.can(project, permission):
-        return
-    who = f"token for {principal.user}" if principal.token_id else f"OIDC user {principal.user}"
-    message = f"{who} lacks permission {permission!r} on project {project!r}"
-    if principal.project is not None and principal.project != project:
-        message += f" (the token is scoped to project {principal.project!r})"
+def _who(principal: Principal) -> str:
+    return f"token for {principal.user}" if principal.token_id else f"OIDC user {principal.user}"
+
+
+def _deny(
+    ctx: Context, principal: Principal, project: str | None, permission: str, message: str
+) -> Forbidden:
+    """Audit a denial in its own transaction (it stays recorded though the request fails)."""
     with ctx.store.write() as conn:
         append(
             conn,
             EventDraft(
                 "access.denied",
-                project,
+                project or "registry",
                 project=project,
                 after={
                     "permission": permission,
@@ -215,7 +214,29 @@ def authorize(ctx: Context, principal: Principal, project: str, permission: str)
             actor=principal.user,
             at=ctx.now(),
         )
-    raise Forbidden(message, permission=permission, project=project, user=principal.user)
+    return Forbidden(message, permission=permission, project=project, user=principal.user)
+
+
+def authorize(ctx: Context, principal: Principal, project: str, permission: str) -> None:
+    """Return when *principal* may do *permission* on *project*; otherwise audit the denial
+    and raise Forbidden naming the permission and the project."""
+    check_name(project, what="project name")
+    if principal.can(project, permission):
+        return
+    message = f"{_who(principal)} lacks permission {permission!r} on project {project!r}"
+    if principal.project is not None and principal.project != project:
+        message += f" (the token is scoped to project {principal.project!r})"
+    raise _deny(ctx, principal, project, permission, message)
+
+
+def authorize_global(ctx: Context, principal: Principal, action: str) -> None:
+    """Return when *principal* is a global admin acting with an unscoped credential (what
+    managing users and tokens needs); otherwise audit the denial and raise Forbidden."""
+    if principal.global_admin and principal.project is None:
+        return
+    scoped = " (the token is scoped to one project)" if principal.global_admin else ""
+    message = f"{_who(principal)} is not a global admin, needed to {action}{scoped}"
+    raise _deny(ctx, principal, None, "admin", message)
 
 
 def bootstrap_admin(ctx: Context) -> str | None:
