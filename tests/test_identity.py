@@ -447,22 +447,28 @@ def test_cli_bad_input_is_one_line(
     assert out == ""
 
 
-def test_managing_users_needs_an_unscoped_global_admin(reg: Registry) -> None:
+def test_server_wide_operations_need_an_unscoped_global_admin(reg: Registry) -> None:
     ctx = _ctx(reg)
     ident.create_user(ctx, "root", admin=True)
     ident.create_user(ctx, "bob")
     ident.grant(ctx, "fraud", "bob", "admin")
     root = ident.authenticate(ctx, ident.create_token(ctx, "root")[0])
-    ident.authorize_global(ctx, root, "create users")
+    ident.authorize_global(ctx, root)
+    ident.authorize(ctx, root, "*", "admin")
     project_admin = ident.authenticate(ctx, ident.create_token(ctx, "bob")[0])
-    with pytest.raises(Forbidden, match="token for bob is not a global admin, needed to create"):
-        ident.authorize_global(ctx, project_admin, "create users")
+    with pytest.raises(Forbidden) as caught:
+        ident.authorize(ctx, project_admin, "*", "admin")
+    assert caught.value.message == (
+        "token for bob lacks permission 'admin' on the whole registry (global admins only)"
+    )
+    assert caught.value.fields.get("project") is None
     scoped = ident.authenticate(ctx, ident.create_token(ctx, "root", project="fraud")[0])
     with pytest.raises(Forbidden, match="scoped to one project"):
-        ident.authorize_global(ctx, scoped, "create users")
+        ident.authorize_global(ctx, scoped, "register")
     denied = list(reg.audit(action="access.denied"))
     assert [(e.actor, e.project, e.subject) for e in denied] == [
         ("bob", None, "registry"),
         ("root", None, "registry"),
     ]
+    assert [dict(e.after or {})["permission"] for e in denied] == ["admin", "register"]
     assert reg.verify_audit().ok

@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 U, T, MB = schema.users, schema.tokens, schema.members
+WHOLE_REGISTRY = "*"  # the project authorize() takes for server-wide operations
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +219,12 @@ def _deny(
 
 
 def authorize(ctx: Context, principal: Principal, project: str, permission: str) -> None:
-    """Return when *principal* may do *permission* on *project*; otherwise audit the denial
-    and raise Forbidden naming the permission and the project."""
+    """Return when *principal* may do *permission* on *project* (``"*"``: the registry as a
+    whole, for global admins only); otherwise audit the denial and raise Forbidden naming the
+    permission and the project."""
+    if project == WHOLE_REGISTRY:
+        authorize_global(ctx, principal, permission)
+        return
     check_name(project, what="project name")
     if principal.can(project, permission):
         return
@@ -229,14 +234,17 @@ def authorize(ctx: Context, principal: Principal, project: str, permission: str)
     raise _deny(ctx, principal, project, permission, message)
 
 
-def authorize_global(ctx: Context, principal: Principal, action: str) -> None:
+def authorize_global(ctx: Context, principal: Principal, permission: str = "admin") -> None:
     """Return when *principal* is a global admin acting with an unscoped credential (what
-    managing users and tokens needs); otherwise audit the denial and raise Forbidden."""
+    server-wide operations such as managing users and tokens need); otherwise audit the
+    denial and raise Forbidden."""
+    check_permission(permission)
     if principal.global_admin and principal.project is None:
         return
-    scoped = " (the token is scoped to one project)" if principal.global_admin else ""
-    message = f"{_who(principal)} is not a global admin, needed to {action}{scoped}"
-    raise _deny(ctx, principal, None, "admin", message)
+    message = f"{_who(principal)} lacks permission {permission!r} on the whole registry " + (
+        "(the token is scoped to one project)" if principal.global_admin else "(global admins only)"
+    )
+    raise _deny(ctx, principal, None, permission, message)
 
 
 def bootstrap_admin(ctx: Context) -> str | None:
