@@ -53,10 +53,13 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings, clock: Any = None) -> Iterator[LiveServer]:
+def live_server(
+    settings: Settings, clock: Any = None, *, lifespan: str = "off"
+) -> Iterator[LiveServer]:
+    """With ``lifespan="on"`` the server also runs its background work (webhook delivery)."""
     app = create_app(settings, clock=clock)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, access_log=False
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -75,4 +78,5 @@ def live_server(settings: Settings, clock: Any = None) -> Iterator[LiveServer]:
             reg.close()
         server.should_exit = True
         thread.join(timeout=20)
-        app.state.registry.close()
+        if lifespan == "off":
+            app.state.registry.close()

@@ -347,3 +347,70 @@ def test_remote_errors_keep_their_class(server: LiveServer) -> None:
     alice = server.client("alice")
     with pytest.raises(IntegrityError):
         alice._blobs.transport.call("PUT", f"/blobs/{sha(b'a')}", content=b"b")
+
+
+def test_webhooks_through_the_server_deliver_retry_and_dead_letter(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    import time
+
+    from .test_events import Receiver
+
+    good, bad = Receiver(), Receiver()
+    bad.plan = lambda _: 500
+    try:
+        with live_server(settings, clock, lifespan="on") as server:
+            alice = server.client("alice")
+            created = alice.add_webhook("ci", good.url, events=["version.*"])
+            assert created.secret and created.webhook.name == "ci"
+            alice.add_webhook("broken", bad.url, max_attempts=2)
+            v = alice.register("m", write_model(tmp_path, "m", b"1"))
+            deadline = time.monotonic() + 20
+            while not good.received and time.monotonic() < deadline:
+                time.sleep(0.05)
+            doc = good.received[0]["doc"]
+            assert doc["event"]["action"] == "version.register"
+            assert doc["event"]["subject"] == v.ref
+            while not alice.dead_letters("broken") and time.monotonic() < deadline:
+                clock.advance(hours=1)  # past every backoff
+                time.sleep(0.1)
+            assert alice.dead_letters("broken")  # retried, then dead-lettered
+            assert alice.get("m:1").number == 1  # the server is unaffected
+            assert [w.name for w in alice.webhooks()] == ["broken", "ci"]
+            bob = server.remote(server.token("bob", admin=False))
+            with pytest.raises(NotFound):  # bob holds no role in the project
+                bob.webhooks()
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_event_stream_long_poll_over_http(server: LiveServer, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    alice = server.client("alice")
+    alice.register("m", write_model(tmp_path, "m", b"1"))
+    head = alice.events()[-1].seq
+    later = threading.Timer(
+        0.5, lambda: server.registry.register("m", write_model(tmp_path, "n", b"2"))
+    )
+    started = time.monotonic()
+    later.start()
+    try:
+        got = alice.events(head, wait=10)
+    finally:
+        later.join()
+    assert time.monotonic() - started < 9
+    assert got and got[0].seq > head and got[0].action in ("version.register", "model.create")
+
+
+def test_server_wide_operations_need_a_global_admin(server: LiveServer) -> None:
+    ctx = server.registry._ctx
+    identity.create_user(ctx, "pat")
+    identity.grant(ctx, "default", "pat", "admin")
+    pat = server.remote(identity.create_token(ctx, "pat")[0])
+    with pytest.raises(Forbidden, match="global admins"):
+        pat.verify_audit()
+    assert server.client("alice").verify_audit().ok
+    assert server.registry.audit(action="access.denied")[-1].actor == "pat"

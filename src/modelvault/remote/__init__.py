@@ -34,6 +34,7 @@ from ..domain import (
     as_json,
 )
 from ..errors import InvalidInput
+from ..events.records import CreatedWebhook, DeadLetter, Webhook
 from ..refs import parse_ref
 from ..registry import ProgressFactory, Registry
 from ..settings import Settings
@@ -434,3 +435,55 @@ class RemoteRegistry(Registry):
 
     def audit_public_key(self) -> bytes:
         return self._http.request("GET", "/audit/public-key").content
+
+    # -- webhooks ---------------------------------------------------------------------------
+    def add_webhook(
+        self,
+        name: str,
+        url: str,
+        *,
+        events: Sequence[str] = ("*",),
+        secret: str | None = None,
+        max_attempts: int = 8,
+        timeout_ms: int = 10_000,
+        from_seq: int | None = None,
+        project: str | None = None,
+    ) -> CreatedWebhook:
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/webhooks",
+            json={
+                "name": name,
+                "url": url,
+                "events": list(events),
+                "secret": secret,
+                "max_attempts": max_attempts,
+                "timeout_ms": timeout_ms,
+                "from_seq": from_seq,
+            },
+        )
+        return from_json(CreatedWebhook, data)
+
+    def webhooks(self, *, project: str | None = None) -> list[Webhook]:
+        data = self._http.call("GET", f"/projects/{self._p(project)}/webhooks")
+        return [from_json(Webhook, w) for w in data]
+
+    def remove_webhook(self, name: str, *, project: str | None = None) -> None:
+        self._http.request("DELETE", f"/projects/{self._p(project)}/webhooks/{_seg(name)}")
+
+    def replay_webhook(self, name: str, from_seq: int, *, project: str | None = None) -> Webhook:
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/webhooks/{_seg(name)}/replay",
+            json={"from_seq": from_seq},
+        )
+        return from_json(Webhook, data)
+
+    def dead_letters(self, name: str, *, project: str | None = None) -> list[DeadLetter]:
+        data = self._http.call(
+            "GET", f"/projects/{self._p(project)}/webhooks/{_seg(name)}/dead-letters"
+        )
+        return [from_json(DeadLetter, d) for d in data]
+
+    def deliver_webhooks(self) -> int:
+        self._unsupported("delivering webhooks by hand (the server delivers them)")

@@ -6,6 +6,7 @@ with several replicas starting at once: one migrates, the others wait for it).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,7 +19,7 @@ from ..registry import Registry
 from ..settings import Settings
 from ..timeutil import Clock
 from ..wire import error_envelope
-from . import envelope, routes_audit, routes_blobs, routes_registry
+from . import envelope, routes_audit, routes_blobs, routes_events, routes_registry
 
 MAX_JSON_BYTES = 16 << 20  # documented in docs/server.md
 _STREAMED = ("/api/v1/blobs/", "/api/v1/uploads/")
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(routes_registry.router)
     app.include_router(routes_blobs.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_events.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -97,5 +99,18 @@ def create_app(
         return {"status": "ready", "schema": status.revision}
 
     app.add_middleware(BodyLimit)
-    app.router.on_shutdown.append(registry.close)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def started() -> None:  # webhooks go out from the outbox while the server runs
+        threads.append(routes_events.deliver_in_background(registry, stop))
+
+    def stopped() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+        registry.close()
+
+    app.router.on_startup.append(started)
+    app.router.on_shutdown.append(stopped)
     return app

@@ -54,7 +54,7 @@ class Caller:
 
     def admin(self) -> Registry:
         """A registry acting as the caller, for server-wide operations (global admins)."""
-        identity.authorize(self.base._ctx, self.principal, "*", "admin")
+        identity.authorize_global(self.base._ctx, self.principal)
         return self.base._acting_as(self.user)
 
 
