@@ -423,6 +423,17 @@ def test_cli_manages_users_tokens_and_roles(cli: CLI) -> None:
         assert action in actions
 
 
+def test_cli_identity_commands_act_on_the_local_store_even_with_a_server_url(
+    cli: CLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELVAULT_URL", "http://127.0.0.1:9")  # nothing listens there
+    code, _, err = cli.run("user", "add", "bob")
+    assert code == 0, err
+    assert "acting on the store" in err and "MODELVAULT_URL is not used" in err
+    monkeypatch.delenv("MODELVAULT_URL")
+    assert [u["name"] for u in cli.json("user", "list")] == ["bob"]
+
+
 @pytest.mark.parametrize(
     ("args", "exit_code", "says"),
     [

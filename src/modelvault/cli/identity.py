@@ -39,6 +39,11 @@ def _ctx() -> Context:
 
     settings = Settings.from_env(home=state.home) if state.home else Settings.from_env()
     local = Registry(settings=settings, actor=state.actor, project=state.project)
+    if settings.url:
+        output.message(
+            f"note: acting on the store {local._ctx.store.display_url} directly; "
+            "MODELVAULT_URL is not used by user, token and member commands"
+        )
     state.registry = local  # closed by the runner
     return local._ctx
 
