@@ -527,7 +527,8 @@ from . import events as _events  # noqa: E402
 from . import identity as _identity  # noqa: E402
 from . import retention as _retention  # noqa: E402
 from . import server as _server  # noqa: E402
+from . import sync as _sync  # noqa: E402
 from . import tracking as _tracking  # noqa: E402
 from . import transparency as _transparency  # noqa: E402
 
-del _deploy, _events, _identity, _retention, _server, _tracking, _transparency
+del _deploy, _events, _identity, _retention, _server, _sync, _tracking, _transparency

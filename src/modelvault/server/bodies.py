@@ -25,6 +25,15 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PushedIdentity(Body):
+    """What a version registered offline keeps when it is pushed (``sync push``)."""
+
+    number: int = Field(ge=1)
+    created_at: str
+    created_by: str
+    digest: str
+
+
 class RegisterBody(Body):
     """A version whose bytes are already uploaded: the manifest blob names every file."""
 
@@ -46,6 +55,9 @@ class RegisterBody(Body):
     environment: dict[str, Any] | None = None
     extra_blobs: list[tuple[str, str]] = []
     run: str | None = None
+    pushed: PushedIdentity | None = Field(
+        None, description="keep this number, time, author and digest (sync push)"
+    )
 
 
 class ApproveBody(Body):

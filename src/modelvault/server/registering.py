@@ -11,7 +11,9 @@ from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Version
 from ..errors import InvalidInput
 from ..registry import Registry
 from ..service.artifacts import read_manifest
-from ..service.versions import RegisterRequest, register
+from ..service.context import check_actor
+from ..service.versions import Imported, RegisterRequest, register
+from ..timeutil import from_text
 from ..wire import from_json
 from .bodies import RegisterBody
 
@@ -31,6 +33,20 @@ def register_uploaded(reg: Registry, project: str, model: str, body: RegisterBod
         checked_digest(digest)
         if role not in ("code-diff", "packages"):
             raise InvalidInput(f"unknown blob role {role!r}", field="extra_blobs")
+    imported = None
+    if body.pushed is not None:
+        try:
+            when = from_text(body.pushed.created_at)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise InvalidInput("pushed.created_at must be an ISO time with a UTC offset")
+        imported = Imported(
+            number=body.pushed.number,
+            created_at=when,
+            created_by=check_actor(body.pushed.created_by),
+            digest=checked_digest(body.pushed.digest),
+        )
     req = RegisterRequest(
         model=model,
         path=None,
@@ -54,5 +70,6 @@ def register_uploaded(reg: Registry, project: str, model: str, body: RegisterBod
         extra_blobs=list(body.extra_blobs),
         run_id=body.run,
         manifest=manifest,
+        imported=imported,
     )
     return register(ctx, req, project)

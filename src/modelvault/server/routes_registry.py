@@ -56,6 +56,8 @@ def list_versions(project: str, model: str, who: Who) -> Response:
 @router.post("/models/{model}/versions", status_code=201, responses={201: {"model": Version}})
 def register(project: str, model: str, body: RegisterBody, who: Who) -> Response:
     reg = who.need(project, "register")
+    if body.pushed is not None and body.pushed.created_by != who.user:
+        who.need(project, "admin")  # keeping another author's name is for project admins
     return ok(register_uploaded(reg, project, model, body), status=201)
 
 

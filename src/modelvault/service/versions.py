@@ -20,7 +20,7 @@ from ..capture import capture
 from ..configs import check_config, read_config
 from ..datasets import parse_dataset
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Manifest, Model, Version
-from ..errors import AlreadyExists, InvalidInput, NotFound
+from ..errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
 from ..lifecycle import Stage
 from ..limits import (
     LIMITS,
@@ -73,6 +73,19 @@ class RegisterRequest:
     run_id: str | None = None
     # Registering bytes a client already uploaded (server mode): the manifest names them all.
     manifest: Manifest | None = None
+    # Pushing a version registered offline (sync push): its number, time, author and digest.
+    imported: Imported | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """The identity a version had where it was registered first; kept exactly, so the
+    version's digest is the same on both sides."""
+
+    number: int
+    created_at: datetime
+    created_by: str
+    digest: str
 
 
 def _pin(ctx: Context, conn: Connection, text: str) -> tuple[str, int]:
@@ -227,7 +240,14 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     with ctx.store.write() as conn:
         at = ctx.now()  # under the write lock, so time order is commit order
         model_id = _ensure_model(conn, ctx, project, req.model, req.kind, at)
+        if req.imported is not None:
+            same = _imported_already(conn, ctx, project, req, model_id)
+            if same is not None:
+                return same
         number = conn.execute(sql.BUMP_NUMBER, {"model_id": model_id}).scalar_one()
+        created_at, created_by = at, ctx.actor
+        if req.imported is not None:
+            created_at, created_by = req.imported.created_at, req.imported.created_by
         if req.label is not None:
             _check_label_free(conn, project, req.model, req.label)
         record = make_record(
@@ -252,12 +272,18 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             inference_config=inference_config,
             description=req.description,
             flavor=flavor,
-            created_by=ctx.actor,
-            created_at=to_text(at),
+            created_by=created_by,
+            created_at=to_text(created_at),
             run=req.run_id,
         )
         body = canonical_json(record)
         digest = sha256_digest(body)
+        if req.imported is not None and digest != req.imported.digest:
+            raise IntegrityError(
+                f"{project}/{req.model}:{number} does not hash to {req.imported.digest} here "
+                f"(it hashes to {digest}): the pushed record differs from the original",
+                digest=req.imported.digest,
+            )
         version_id = conn.execute(
             sql.INSERT_VERSION,
             {
@@ -270,12 +296,12 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 "size": manifest.total_size,
                 "file_count": len(manifest.files),
                 "record": body.decode("utf-8"),
-                "created_by": ctx.actor,
-                "created_at": to_text(at),
+                "created_by": created_by,
+                "created_at": to_text(created_at),
             },
         ).scalar_one()
         _write_search_rows(conn, version_id, params, metrics, tags)
-        if req.run_id is not None:
+        if req.run_id is not None and (req.imported is None or _run_exists(conn, req.run_id)):
             _link_run(conn, version_id, req.run_id, project)
         links = [(pid, "parent") for _, pid in parents] + [
             (cid, "component") for _, cid in components
@@ -308,6 +334,15 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                     "label": req.label,
                     "stage": Stage.DEVELOPMENT.value,
                     **({"run": req.run_id} if req.run_id else {}),
+                    **(
+                        {
+                            "pushed": True,
+                            "created_by": created_by,
+                            "created_at": to_text(created_at),
+                        }
+                        if req.imported is not None
+                        else {}
+                    ),
                 },
             ),
             actor=ctx.actor,
@@ -319,8 +354,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 "model_id": model_id,
                 "version_id": version_id,
                 "stage": Stage.DEVELOPMENT.value,
-                "valid_from": to_text(at),
-                "set_by": ctx.actor,
+                "valid_from": to_text(created_at),
+                "set_by": created_by,
                 "reason": None,
                 "audit_seq": event.seq,
             },
@@ -332,8 +367,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         kind=req.kind,
         digest=digest,
         artifact_digest=manifest.digest,
-        created_by=ctx.actor,
-        created_at=at,
+        created_by=created_by,
+        created_at=created_at,
         stage=Stage.DEVELOPMENT.value,
         label=req.label,
         size=manifest.total_size,
@@ -352,6 +387,46 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         description=req.description,
         flavor=flavor,
         run_id=req.run_id,
+    )
+
+
+def _imported_already(
+    conn: Connection, ctx: Context, project: str, req: RegisterRequest, model_id: int
+) -> Version | None:
+    """The version when this push happened before; a clear error when the number is taken
+    by another version or an earlier one has not been pushed yet."""
+    assert req.imported is not None
+    number = req.imported.number
+    found = conn.execute(
+        select(schema.versions.c.digest).where(
+            schema.versions.c.model_id == model_id, schema.versions.c.number == number
+        )
+    ).scalar()
+    if found == req.imported.digest:
+        return version_from_row(version_row(conn, ctx, Ref(project, req.model, number=number)))
+    if found is not None:
+        raise Conflict(
+            f"{project}/{req.model}:{number} is another version here; a version registered "
+            "offline can be pushed only while its number is free",
+            model=req.model,
+            version=number,
+        )
+    latest = conn.execute(
+        select(schema.models.c.latest_number).where(schema.models.c.id == model_id)
+    ).scalar_one()
+    if number != latest + 1:
+        raise Conflict(
+            f"cannot push {project}/{req.model}:{number}: the next number here is {latest + 1}"
+            + (" (push the earlier versions first)" if number > latest + 1 else ""),
+            model=req.model,
+            version=number,
+        )
+    return None
+
+
+def _run_exists(conn: Connection, run_id: str) -> bool:
+    return (
+        conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id)).first() is not None
     )
 
 
