@@ -96,8 +96,11 @@ def test_remote_sdk_round_trip(server: LiveServer, tmp_path: Path) -> None:
     assert (v.number, v.created_by, v.params["lr"]) == (1, "alice", 0.1)
     local = server.registry
     assert local.get("fraud:1") == v  # the same record, the same type
-    again = alice.register("fraud", src)
-    assert again.artifact_digest == v.artifact_digest  # nothing re-sent, same content
+    sent: list[str] = []
+    alice._http.client.event_hooks["request"] = [lambda r: sent.append(r.method)]
+    again = alice.register("fraud", src, capture_environment=False)
+    assert again.artifact_digest == v.artifact_digest
+    assert "PUT" not in sent  # the server had every blob: nothing was uploaded again
     out = alice.pull("fraud:1", tmp_path / "out")
     assert (tmp_path / "out" / "model.bin").read_bytes() == b"weights" * 1000
     assert sorted(out.files) == ["model.bin", "sub/cfg.json"]
@@ -414,3 +417,36 @@ def test_server_wide_operations_need_a_global_admin(server: LiveServer) -> None:
         pat.verify_audit()
     assert server.client("alice").verify_audit().ok
     assert server.registry.audit(action="access.denied")[-1].actor == "pat"
+
+
+def test_presigned_urls_move_bytes_straight_to_and_from_s3(
+    home: Path, moto_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    from .s3_helpers import s3_env
+
+    env = {"MODELVAULT_DB": f"sqlite:///{home}/r.db", **s3_env(moto_endpoint, s3_bucket)}
+    settings = Settings.from_env(env=env, home=home)
+    with live_server(settings) as server:
+        alice = server.client("alice")
+        v = alice.register("m", write_model(tmp_path, "m", b"weights on s3"))
+        file_digest = alice.manifest("m:1").files[0].digest
+        with api(server, server.token("alice")) as c:
+            signed = c.get(f"/blobs/{file_digest}/url", params={"method": "GET"}).json()
+            got = httpx.get(signed["url"], headers=signed["headers"])
+            assert got.content == b"weights on s3"
+            fresh = b"uploaded without the server in the path"
+            put = c.get(f"/blobs/{sha(fresh)}/url", params={"method": "PUT"}).json()
+            assert httpx.put(put["url"], content=fresh, headers=put["headers"]).status_code == 200
+            assert (
+                c.get(f"/blobs/{v.artifact_digest}/url", params={"method": "DELETE"}).status_code
+                == 400
+            )
+        assert server.registry._ctx.blobs.read_bytes(sha(fresh)) == fresh
+
+
+def test_presigned_urls_need_the_s3_backend(server: LiveServer, tmp_path: Path) -> None:
+    v = server.client("alice").register("m", write_model(tmp_path, "m", b"1"))
+    with api(server, server.token("alice")) as c:
+        answer = c.get(f"/blobs/{v.artifact_digest}/url")
+    assert answer.status_code == 400
+    assert "S3" in answer.json()["error"]["message"]
