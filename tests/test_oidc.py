@@ -137,6 +137,7 @@ def test_a_global_admin_logging_in_by_oidc_is_admin(
         ({"iss": "https://evil.example.com"}, "was not issued by", "issuer"),
         ({"exp": None}, "lacks the claim 'exp'", "malformed"),
         ({"nbf": 3600}, "not valid yet", "not_yet"),
+        ({"sub": None}, "names no user", "malformed"),
     ],
 )
 def test_invalid_claims_are_refused(

@@ -133,8 +133,12 @@ def _roles(rows: Sequence[Any]) -> Mapping[str, frozenset[str]]:
 def authenticate(ctx: Context, token: str | None) -> Principal:
     """The principal a presented token stands for; Unauthenticated says why it does not."""
     if token is None or token == "":
-        raise Unauthenticated("no token given: an API token (mvt_...) or an OIDC token is needed")
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        raise Unauthenticated(
+            "no token given: an API token (mvt_...) or an OIDC token is needed", reason="missing"
+        )
+    if not isinstance(token, str):
+        raise Unauthenticated("malformed token: not text", reason="malformed")
+    if len(token) > MAX_TOKEN_CHARS:
         raise Unauthenticated("malformed token: too long", reason="malformed")
     if not token.startswith(TOKEN_PREFIX):
         if ctx.settings.oidc_issuer:

@@ -44,7 +44,7 @@ def discover_jwks_url(issuer: str) -> str:
             f"cannot read the OIDC issuer's discovery document {url}: {exc}", reason="oidc"
         ) from None
     if not isinstance(found, str):
-        raise Unauthenticated(f"the OIDC discovery document {url} names no jwks_uri")
+        raise Unauthenticated(f"the OIDC discovery document {url} names no jwks_uri", reason="oidc")
     return found
 
 
@@ -144,7 +144,9 @@ class OIDCVerifier:
             name = claims.get(claim)
             if isinstance(name, str) and 0 < len(name) <= 256 and "\x00" not in name:
                 return name
-        raise Unauthenticated("the OIDC token names no user (preferred_username or sub)")
+        raise Unauthenticated(
+            "the OIDC token names no user (preferred_username or sub)", reason="malformed"
+        )
 
 
 @functools.lru_cache(maxsize=8)
