@@ -450,3 +450,35 @@ def test_presigned_urls_need_the_s3_backend(server: LiveServer, tmp_path: Path) 
         answer = c.get(f"/blobs/{v.artifact_digest}/url")
     assert answer.status_code == 400
     assert "S3" in answer.json()["error"]["message"]
+
+
+def test_explain_and_proofs_through_the_server(server: LiveServer, tmp_path: Path) -> None:
+    alice, bob = server.client("alice"), server.client("bob")
+    alice.register("m", write_model(tmp_path, "m", b"1"))
+    alice.promote("m:1", "staging")
+    bob.approve("m:1")
+    alice.promote("m:1", "production", reason="launch")
+    alice.register("m", write_model(tmp_path, "x", b"2"), project="other")
+    first = alice.checkpoint()
+    assert first is not None
+    alice.register("m", write_model(tmp_path, "y", b"3"))
+    assert alice.checkpoint() is not None
+    local = server.registry
+    at = "2026-03-01T10:00Z"
+    remote_report = alice.explain("m@production", at=at)
+    local_report = json.loads(json.dumps(local.explain("default/m@production", at=at), default=str))
+    assert remote_report["query"]["ref"] == "default/m@production"
+    assert remote_report == local_report
+    assert alice.checkpoints() == local.checkpoints()
+    promote = alice.audit(action="stage.promote")[-1].seq
+    assert alice.inclusion_proof(promote) == local.inclusion_proof(promote)
+    old, size = first["tree_size"], alice.checkpoints()[-1]["tree_size"]
+    assert alice.consistency_proof(old, size) == local.consistency_proof(old, size)
+    other_seq = local.audit(project="other")[-1].seq
+    ctx = local._ctx
+    identity.create_user(ctx, "ann")
+    identity.grant(ctx, "default", "ann", "viewer")
+    ann = server.remote(identity.create_token(ctx, "ann", project="default")[0])
+    assert ann.inclusion_proof(promote)["seq"] == promote
+    with pytest.raises(NotFound):
+        ann.inclusion_proof(other_seq)

@@ -436,6 +436,34 @@ class RemoteRegistry(Registry):
     def audit_public_key(self) -> bytes:
         return self._http.request("GET", "/audit/public-key").content
 
+    def checkpoints(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", "/audit/checkpoints")
+        return result
+
+    def inclusion_proof(self, seq: int, *, tree_size: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "GET", "/audit/proofs/inclusion", params={"seq": seq, "tree_size": tree_size}
+        )
+        return result
+
+    def consistency_proof(self, old_size: int, new_size: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "GET", "/audit/proofs/consistency", params={"old": old_size, "new": new_size}
+        )
+        return result
+
+    def explain(
+        self, ref: str, *, env: str | None = None, at: datetime | str | None = None
+    ) -> dict[str, Any]:
+        project, rest = self._split(ref)
+        when = self._time(at)
+        result: dict[str, Any] = self._http.call(
+            "GET",
+            f"/projects/{_seg(project)}/refs/{_seg(rest)}/explain",
+            params={"env": env, "at": to_text(when) if when else None},
+        )
+        return result
+
     # -- webhooks ---------------------------------------------------------------------------
     def add_webhook(
         self,

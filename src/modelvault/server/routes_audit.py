@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from ..domain import AuditEvent, AuditVerification, Version
+from ..errors import NotFound
 from .auth import Caller, caller
 from .bodies import ok
 
@@ -98,3 +99,41 @@ def search_all(q: str, who: Who, limit: Annotated[int, Query(ge=1, le=10_000)] =
     if readable is not None:
         found = [v for v in found if v.project in readable]
     return ok(found[:limit])
+
+
+@router.get("/audit/checkpoints")
+def checkpoints(who: Who) -> Response:
+    """Every signed checkpoint (tree size, root hash, time, signature)."""
+    return ok(who.base.checkpoints())
+
+
+@router.get("/audit/proofs/inclusion")
+def inclusion(
+    seq: Annotated[int, Query(ge=1)],
+    who: Who,
+    tree_size: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """Proof that event ``seq`` (of a project the token may read) is in the signed log."""
+    found = who.base.audit(after_seq=seq - 1, limit=1)
+    event = found[0] if found and found[0].seq == seq else None
+    readable = who.readable()
+    if event is None or (readable is not None and event.project not in readable):
+        raise NotFound(f"audit event {seq} does not exist or this token may not see it")
+    return ok(who.base.inclusion_proof(seq, tree_size=tree_size))
+
+
+@router.get("/audit/proofs/consistency")
+def consistency(
+    old: Annotated[int, Query(ge=1)], new: Annotated[int, Query(ge=1)], who: Who
+) -> Response:
+    """Proof that the checkpointed log of size ``old`` is a prefix of the one of size ``new``."""
+    return ok(who.base.consistency_proof(old, new))
+
+
+@router.get("/projects/{project}/refs/{ref}/explain")
+def explain(
+    project: str, ref: str, who: Who, env: str | None = None, at: str | None = None
+) -> Response:
+    """The incident report for ``ref`` (as ``explain --format json`` prints it)."""
+    reg = who.read(project)
+    return ok(reg.explain(f"{project}/{ref}", env=env, at=at))
