@@ -482,3 +482,24 @@ def test_explain_and_proofs_through_the_server(server: LiveServer, tmp_path: Pat
     assert ann.inclusion_proof(promote)["seq"] == promote
     with pytest.raises(NotFound):
         ann.inclusion_proof(other_seq)
+
+
+def test_leftovers_of_interrupted_uploads_are_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from modelvault.server import transfers
+
+    home = tmp_path / "h"
+    spool = transfers.spool_dir(home)
+    old_spool, new_spool = spool / ".in-old", spool / ".in-new"
+    old_spool.write_bytes(b"x")
+    new_spool.write_bytes(b"y")
+    stale = transfers.open_session(home, "alice", sha(b"a"), 1, None)
+    fresh = transfers.open_session(home, "alice", sha(b"b"), 1, None)
+    long_ago = time.time() - 30 * 86_400
+    os.utime(old_spool, (long_ago, long_ago))
+    for p in (stale.path / "session.json", stale.path):
+        os.utime(p, (long_ago, long_ago))
+    assert transfers.sweep(home) == 2
+    assert sorted(p.name for p in spool.iterdir()) == sorted([".in-new", fresh.path.name])

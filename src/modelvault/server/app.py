@@ -19,7 +19,7 @@ from ..registry import Registry
 from ..settings import Settings
 from ..timeutil import Clock
 from ..wire import error_envelope
-from . import envelope, routes_audit, routes_blobs, routes_events, routes_registry
+from . import envelope, routes_audit, routes_blobs, routes_events, routes_registry, transfers
 
 MAX_JSON_BYTES = 16 << 20  # documented in docs/server.md
 _STREAMED = ("/api/v1/blobs/", "/api/v1/uploads/")
@@ -103,6 +103,7 @@ def create_app(
     threads: list[threading.Thread] = []
 
     def started() -> None:  # webhooks go out from the outbox while the server runs
+        transfers.sweep(registry.settings.home)  # leftovers of interrupted uploads
         threads.append(routes_events.deliver_in_background(registry, stop))
 
     def stopped() -> None:

@@ -213,3 +213,25 @@ def complete(session: Session, blobs: BlobStore) -> dict[str, Any]:
         whole.unlink(missing_ok=True)
     shutil.rmtree(session.path, ignore_errors=True)
     return {"digest": put.digest, "size": put.size, "stored": put.stored}
+
+
+def sweep(home: Path, *, spool_age: float = 86_400, session_age: float = 7 * 86_400) -> int:
+    """Remove what interrupted transfers left: spool files older than *spool_age* seconds
+    and upload sessions untouched for *session_age* (the server does this at start)."""
+    import time
+
+    now, removed = time.time(), 0
+    for entry in spool_dir(home).iterdir():
+        try:
+            age = now - entry.stat().st_mtime
+            if entry.is_dir():
+                newest = max((p.stat().st_mtime for p in entry.iterdir()), default=0.0)
+                if now - max(newest, entry.stat().st_mtime) > session_age:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+            elif entry.name.startswith(".in-") and age > spool_age:
+                entry.unlink(missing_ok=True)
+                removed += 1
+        except FileNotFoundError:  # another replica swept it first
+            continue
+    return removed
