@@ -184,6 +184,10 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         model the run logged under ``model/``."""
         from .service.versions import RegisterRequest, register
 
+        if isinstance(path, str) and not path.strip():  # Path("") would mean the cwd
+            from .errors import InvalidInput
+
+            raise InvalidInput("path is empty", path="")
         req = RegisterRequest(
             model=model,
             path=Path(path) if path is not None else None,

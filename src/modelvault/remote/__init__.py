@@ -168,6 +168,8 @@ class RemoteRegistry(Registry):
         from ..manifest import manifest_bytes, scan
         from ..service.versions import RegisterRequest, _validate
 
+        if isinstance(path, str) and not path.strip():  # Path("") would mean the cwd
+            raise InvalidInput("path is empty", path="")
         if run is not None:
             self._unsupported("registering from a run")
         project = check_name(project or self.settings.project, what="project name")
