@@ -503,3 +503,16 @@ def test_leftovers_of_interrupted_uploads_are_swept(tmp_path: Path) -> None:
         os.utime(p, (long_ago, long_ago))
     assert transfers.sweep(home) == 2
     assert sorted(p.name for p in spool.iterdir()) == sorted([".in-new", fresh.path.name])
+
+
+@pytest.mark.parametrize(
+    "digest",
+    ["..%2F..%2Fetc%2Fpasswd", "sha256:" + "0" * 63 + "%00", "sha256:../../x", "/etc/passwd"],
+)
+def test_blob_paths_that_are_not_digests_are_refused(server: LiveServer, digest: str) -> None:
+    with api(server, server.token("alice")) as c:
+        got = c.get(f"/blobs/{digest}")
+        put = c.put(f"/blobs/{digest}", content=b"x")
+    for answer in (got, put):
+        assert answer.status_code in (400, 404), answer.text
+        assert answer.json()["error"]["code"] in ("invalid_input", "not_found")
