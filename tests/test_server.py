@@ -516,3 +516,28 @@ def test_blob_paths_that_are_not_digests_are_refused(server: LiveServer, digest:
     for answer in (got, put):
         assert answer.status_code in (400, 404), answer.text
         assert answer.json()["error"]["code"] in ("invalid_input", "not_found")
+
+
+def test_runs_are_tracked_through_the_server(server: LiveServer) -> None:
+    alice = server.client("alice")
+    with alice.start_run("fraud", name="baseline", capture_code=False) as run:
+        run.log_params({"lr": 0.1, "depth": 6})
+        run.set_tags({"team": "risk"})
+        for step in range(50):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+        run.log_metric("auc", 0.91)
+    stored = server.registry.get_run(run.id)
+    assert stored.created_by == "alice" and stored.status == "finished"
+    assert dict(stored.params) == {"lr": 0.1, "depth": 6}
+    assert stored.metrics["auc"] == 0.91 and stored.tags["team"] == "risk"
+    assert stored.environment is not None  # captured on the client
+    assert alice.get_run(run.id) == stored
+    assert [p.step for p in alice.metric_history(run.id, "loss")] == list(range(50))
+    assert [r.id for r in alice.runs(experiment="fraud")] == [run.id]
+    ctx = server.registry._ctx
+    identity.create_user(ctx, "vic")
+    identity.grant(ctx, "default", "vic", "viewer")
+    vic = server.remote(identity.create_token(ctx, "vic")[0])
+    assert vic.get_run(run.id).id == run.id
+    with pytest.raises(Forbidden, match="'log'"):
+        vic.start_run("fraud", capture_code=False, capture_environment=False)

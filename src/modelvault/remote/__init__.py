@@ -39,6 +39,7 @@ from ..refs import parse_ref
 from ..registry import ProgressFactory, Registry
 from ..settings import Settings
 from ..timeutil import Clock, to_text
+from ..tracking.records import MetricPoint, Run
 from ..wire import from_json
 from .blobs import RemoteBlobStore, file_digest
 from .http import Transport
@@ -517,3 +518,105 @@ class RemoteRegistry(Registry):
 
     def deliver_webhooks(self) -> int:
         self._unsupported("delivering webhooks by hand (the server delivers them)")
+
+    # -- runs -------------------------------------------------------------------------------
+    def _run_blobs(self) -> Any:
+        return self._blobs
+
+    def _begin_run(
+        self,
+        *,
+        experiment: str,
+        project: str,
+        record: Mapping[str, Any],
+        name: str | None,
+        parent_id: str | None,
+        tags: Mapping[str, str],
+    ) -> Run:
+        data = self._http.call(
+            "POST",
+            f"/projects/{_seg(project)}/runs",
+            json={
+                "experiment": experiment,
+                "name": name,
+                "parent": parent_id,
+                "tags": dict(tags),
+                "record": as_json(record),
+            },
+        )
+        return from_json(Run, data)
+
+    def get_run(self, run_id: str, *, project: str | None = None) -> Run:
+        data = self._http.call("GET", f"/projects/{self._p(project)}/runs/{_seg(run_id)}")
+        return from_json(Run, data)
+
+    def runs(
+        self,
+        *,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int | None = 100,
+        project: str | None = None,
+    ) -> list[Run]:
+        data = self._http.call(
+            "GET",
+            f"/projects/{self._p(project)}/runs",
+            params={"experiment": experiment, "status": status, "limit": limit or 10_000},
+        )
+        return [from_json(Run, r) for r in data]
+
+    def metric_history(
+        self, run_id: str, key: str, *, project: str | None = None
+    ) -> list[MetricPoint]:
+        data = self._http.call(
+            "GET", f"/projects/{self._p(project)}/runs/{_seg(run_id)}/metrics/{_seg(key)}"
+        )
+        return [from_json(MetricPoint, p) for p in data]
+
+    def log_params(
+        self, run_id: str, params: Mapping[str, Any], *, project: str | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/runs/{_seg(run_id)}/params",
+            json={"params": dict(params)},
+        )
+        return result
+
+    def set_run_tags(
+        self, run_id: str, tags: Mapping[str, str], *, project: str | None = None
+    ) -> None:
+        self._http.request(
+            "POST",
+            f"/projects/{self._p(project)}/runs/{_seg(run_id)}/tags",
+            json={"tags": dict(tags)},
+        )
+
+    def log_metric_points(
+        self,
+        run_id: str,
+        points: Sequence[tuple[str, float, int, int]],
+        *,
+        project: str | None = None,
+    ) -> int:
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/runs/{_seg(run_id)}/metrics",
+            json={"points": [list(p) for p in points]},
+        )
+        return int(data["stored"])
+
+    def end_run(
+        self,
+        run_id: str,
+        status: str = "finished",
+        *,
+        failure: str | None = None,
+        project: str | None = None,
+    ) -> Run:
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/runs/{_seg(run_id)}/end",
+            json={"status": status, "failure": failure},
+        )
+        return from_json(Run, data)

@@ -19,7 +19,15 @@ from ..registry import Registry
 from ..settings import Settings
 from ..timeutil import Clock
 from ..wire import error_envelope
-from . import envelope, routes_audit, routes_blobs, routes_events, routes_registry, transfers
+from . import (
+    envelope,
+    routes_audit,
+    routes_blobs,
+    routes_events,
+    routes_registry,
+    routes_runs,
+    transfers,
+)
 
 MAX_JSON_BYTES = 16 << 20  # documented in docs/server.md
 _STREAMED = ("/api/v1/blobs/", "/api/v1/uploads/")
@@ -83,6 +91,7 @@ def create_app(
     app.include_router(routes_blobs.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_events.router)
+    app.include_router(routes_runs.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

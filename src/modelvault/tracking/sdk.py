@@ -32,6 +32,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
+    from ..blobs import BlobStore
     from ..flavors import LoadedModel
     from ..service.context import Context
     from ..settings import Settings
@@ -69,7 +70,6 @@ class TrackingMethods:
         host and seed are captured now. ``nested=True`` makes it a child of the active run."""
         from ..capture import capture
         from ..capture.seeds import last_seed
-        from ..service.runs import start_run
         from .active import ActiveRun, active_run
 
         current = active_run()
@@ -82,14 +82,15 @@ class TrackingMethods:
         if system_metrics is not None and not 0.1 <= system_metrics <= 3600:
             raise InvalidInput("system_metrics is an interval from 0.1 to 3600 seconds")
         seed = last_seed()
+        store = self._run_blobs()
         code, env, blobs = capture(
-            self._ctx.blobs,
+            store,
             code_dir=Path(code_dir) if code_dir is not None else None,
             seed=seed,
             code=capture_code,
             environment=capture_environment,
         )
-        self._ctx.blobs.sync()
+        store.sync()
         record = {
             "code": asdict(code) if code else None,
             "environment": as_json(env) if env else None,
@@ -106,8 +107,7 @@ class TrackingMethods:
         run_tags = dict(tags or {})
         if seed is not None:
             run_tags.setdefault("modelvault.seed", str(seed))
-        stored = start_run(
-            self._ctx,
+        stored = self._begin_run(
             experiment=experiment,
             project=self._project(project),
             record=record,
@@ -120,6 +120,32 @@ class TrackingMethods:
             stored,
             system_metrics=system_metrics,
             flush_interval=flush_interval,
+        )
+
+    def _run_blobs(self) -> BlobStore:
+        """Where a run's captured code diff and package list go."""
+        return self._ctx.blobs
+
+    def _begin_run(
+        self,
+        *,
+        experiment: str,
+        project: str,
+        record: Mapping[str, Any],
+        name: str | None,
+        parent_id: str | None,
+        tags: Mapping[str, str],
+    ) -> Run:
+        from ..service.runs import start_run
+
+        return start_run(
+            self._ctx,
+            experiment=experiment,
+            project=project,
+            record=record,
+            name=name,
+            parent_id=parent_id,
+            tags=tags,
         )
 
     def get_run(self, run_id: str, *, project: str | None = None) -> Run:
