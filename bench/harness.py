@@ -93,6 +93,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "%":
         return f"{value:.1f} %"
+    if unit == "MB":
+        return f"{value:,.1f} MB"
     if unit == "B":
         return f"{value:,.0f} B"
     return f"{value:g}"

@@ -41,3 +41,12 @@ def test_quick_audit_benchmark_runs() -> None:
     data = json.loads((RESULTS / "bench.json").read_text())
     figures = data["workloads"]["audit"]["figures"]
     assert all(value is not None and value > 0 for value in figures.values())
+
+
+def test_quick_server_benchmark_runs() -> None:
+    assert main(["--quick", "server", "server-pg"]) == 0
+    data = json.loads((RESULTS / "bench.json").read_text())
+    for workload in ("server", "server-pg"):
+        figures = data["workloads"][workload]["figures"]
+        assert figures and all(value is not None and value > 0 for value in figures.values())
+    assert data["workloads"]["server"]["figures"]["download_mb_s"] > 0

@@ -7,7 +7,7 @@ dataclasses themselves); the remote SDK reads them back with ``wire.from_json``.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +19,10 @@ def ok(value: Any, status: int = 200) -> Response:
     """*value* as JSON (domain records included)."""
     body = json.dumps(as_json(value), ensure_ascii=False, separators=(",", ":"))
     return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+
+
+INT_MAX = 2**63 - 1  # the largest integer a column holds (SQLite INTEGER, PostgreSQL BIGINT)
+Number = Annotated[int, Field(ge=0, le=INT_MAX)]
 
 
 class Body(BaseModel):
@@ -72,12 +76,12 @@ class PromoteBody(Body):
 
 class RollbackBody(Body):
     reason: str
-    to: int | None = None
+    to: Number | None = None
 
 
 class AliasBody(Body):
     ref: str
-    expect: str | int | None = None
+    expect: str | Number | None = None
 
 
 class DigestsBody(Body):
@@ -86,5 +90,5 @@ class DigestsBody(Body):
 
 class UploadBody(Body):
     digest: str
-    size: int = Field(ge=0)
+    size: Number
     chunk_size: int | None = Field(None, ge=1 << 20, le=1 << 30)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from ..domain import AuditEvent, AuditVerification, Version
 from ..errors import NotFound
 from .auth import Caller, caller
-from .bodies import ok
+from .bodies import INT_MAX, ok
 
 router = APIRouter(prefix="/api/v1")
 Who = Annotated[Caller, Depends(caller)]
@@ -26,7 +26,7 @@ def audit(
     action: str | None = None,
     since: str | None = None,
     until: str | None = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     newest_first: bool = False,
 ) -> Response:
@@ -51,7 +51,7 @@ def audit(
 def events(
     project: str,
     who: Who,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     wait: Annotated[float, Query(ge=0, le=60)] = 0.0,
 ) -> Response:

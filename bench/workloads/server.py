@@ -1,0 +1,236 @@
+"""`server`, `server-pg`: the registry through `modelvault server` over loopback.
+
+The server runs as its own process (`python -m modelvault server --port P`, its own
+MODELVAULT_HOME in the work directory); the benchmark reads the admin token it prints on its
+first start and acts through `Registry(url, token=...)`. Figures:
+
+- start: from spawning the process to `/readyz` answering 200, and its resident memory
+  (RSS) once ready and idle;
+- registrations through the remote SDK, shaped like the `registry` workload's (10 params,
+  20 metrics, 5 tags, a 64 KiB file each, environment captured);
+- `get("MODEL@production")` round trips, p50 and p95;
+- one large file (1 GiB) registered (uploaded; from 256 MiB in 64 MiB chunks) and pulled
+  (downloaded, verified), next to `cp` and one-pass SHA-256 of the same file.
+
+`server` stores metadata in SQLite; `server-pg` in a throwaway schema of the PostgreSQL
+server named by MODELVAULT_BENCH_PG (default postgresql://root@127.0.0.1:5432/test), dropped
+afterwards; it skips the large file, whose path does not touch the database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.harness import Figures
+from bench.workloads.artifacts import sha256_file
+from modelvault import Registry, Settings
+
+FIGURES = {
+    "ready_s": ("s", "low"),
+    "idle_rss_mb": ("MB", "low"),
+    "register_per_s": ("/s", "high"),
+    "get_p50_ms": ("ms", "low"),
+    "get_p95_ms": ("ms", "low"),
+    "sha256_mb_s": ("MB/s", "high"),
+    "cp_mb_s": ("MB/s", "high"),
+    "upload_mb_s": ("MB/s", "high"),
+    "download_mb_s": ("MB/s", "high"),
+}
+PG_FIGURES = {k: v for k, v in FIGURES.items() if not k.endswith("mb_s")}
+PG_URL = os.environ.get("MODELVAULT_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(home: Path, db: str | None = None) -> Iterator[tuple[str, str, float, float]]:
+    """A server process on *home*: (url, admin token, seconds to ready, idle RSS in MB)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELVAULT_")}
+    env["MODELVAULT_HOME"] = str(home)
+    if db is not None:
+        env["MODELVAULT_DB"] = db
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelvault", "server", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        ready = None
+        with httpx.Client(timeout=1) as probe:
+            deadline = time.monotonic() + 60
+            while ready is None:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the server did not become ready")
+                try:
+                    if probe.get(f"{url}/readyz").status_code == 200:
+                        ready = time.perf_counter() - t0
+                except httpx.HTTPError:
+                    time.sleep(0.005)
+        assert proc.stdout is not None
+        token = proc.stdout.readline().strip()  # printed before uvicorn starts listening
+        if not token.startswith("mvt_"):
+            raise RuntimeError(f"expected the admin token on the server's stdout, got {token!r}")
+        time.sleep(0.5)  # idle: nothing in flight
+        rss = psutil.Process(proc.pid).memory_info().rss / 1e6
+        yield url, token, ready, rss
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _registrations(reg: Registry, files: Path, count: int) -> float:
+    paths = []
+    files.mkdir(parents=True)
+    for i in range(count):
+        p = files / f"m{i}.bin"
+        p.write_bytes(os.urandom(64 * 1024))
+        paths.append(p)
+    params = {f"p{i}": i * 0.5 for i in range(10)}
+    teams = ["risk", "growth", "ops", "search"]
+    reg.register("warmup", paths[0], capture_code=False)  # environment capture is per process
+    t0 = time.perf_counter()
+    for i, p in enumerate(paths):
+        tags = {"team": teams[i % 4], **{f"t{j}": f"v{j}" for j in range(4)}}
+        metrics = {f"m{j}": ((i * 31 + j * 7) % 1000) / 1000 for j in range(20)}
+        reg.register("bench", p, params=params, metrics=metrics, tags=tags, capture_code=False)
+    return count / (time.perf_counter() - t0)
+
+
+def _approver(home: Path, db: str | None) -> str:
+    """A token for a second admin, made on the server's store as an operator would."""
+    from modelvault.service import accounts
+
+    env = {"MODELVAULT_DB": db} if db is not None else {}
+    local = Registry(settings=Settings.from_env(env=env, home=home))
+    try:
+        accounts.create_user(local._ctx, "approver", admin=True)
+        secret, _ = accounts.create_token(local._ctx, "approver")
+    finally:
+        local.close()
+    return secret
+
+
+def _lookups(reg: Registry, approver: Registry, times: int) -> tuple[float, float]:
+    reg.promote("bench:1", "staging")
+    approver.approve("bench:1")
+    reg.promote("bench:1", "production", reason="bench")
+    for _ in range(50):
+        reg.get("bench@production")
+    samples = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        reg.get("bench@production")
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples), _pct(samples, 0.95)
+
+
+def _large(reg: Registry, base: Path, size_mib: int) -> Figures:
+    src = base / "large.bin"
+    with open(src, "wb") as fh:
+        for _ in range(size_mib):
+            fh.write(os.urandom(1 << 20))
+    sha256_file(src)  # warm, as right after training wrote it
+    t0 = time.perf_counter()
+    sha256_file(src)
+    sha_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run(["cp", str(src), str(base / "copy.bin")], check=True)
+    cp_s = time.perf_counter() - t0
+    (base / "copy.bin").unlink()
+    t0 = time.perf_counter()
+    reg.register("large", src, capture_code=False, capture_environment=False)
+    up_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reg.pull("large:1", base / "pulled")
+    down_s = time.perf_counter() - t0
+    mb = (size_mib << 20) / 1e6
+    return {
+        "sha256_mb_s": mb / sha_s,
+        "cp_mb_s": mb / cp_s,
+        "upload_mb_s": mb / up_s,
+        "download_mb_s": mb / down_s,
+    }
+
+
+def measure(work: Path, quick: bool, db: str | None = None) -> Figures:
+    base = work / f"server-{time.monotonic_ns()}"
+    base.mkdir()
+    try:
+        with serving(base / "home", db) as (url, token, ready, rss):
+            figures: Figures = {"ready_s": ready, "idle_rss_mb": rss}
+            reg = Registry(url, token=token)
+            try:
+                count = 100 if quick else 1000
+                figures["register_per_s"] = _registrations(reg, base / "files", count)
+                approver = Registry(url, token=_approver(base / "home", db))
+                try:
+                    p50, p95 = _lookups(reg, approver, 300 if quick else 3000)
+                finally:
+                    approver.close()
+                figures["get_p50_ms"], figures["get_p95_ms"] = p50, p95
+                if db is None:
+                    figures |= _large(reg, base, 8 if quick else 1024)
+            finally:
+                reg.close()
+        return figures
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run(work: Path, quick: bool) -> Figures:
+    return measure(work, quick)
+
+
+@contextmanager
+def _pg_schema() -> Iterator[str]:
+    import psycopg
+    from sqlalchemy import make_url
+
+    name = f"mvbench_{uuid.uuid4().hex[:12]}"
+    conninfo = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def run_pg(work: Path, quick: bool) -> Figures:
+    with _pg_schema() as url:
+        return measure(work, quick, url)
