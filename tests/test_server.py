@@ -541,3 +541,14 @@ def test_runs_are_tracked_through_the_server(server: LiveServer) -> None:
     assert vic.get_run(run.id).id == run.id
     with pytest.raises(Forbidden, match="'log'"):
         vic.start_run("fraud", capture_code=False, capture_environment=False)
+
+
+def test_a_manifest_sent_inline_must_match_its_declared_digest(server: LiveServer) -> None:
+    text = json.dumps({"files": [], "format": 1})
+    with api(server, server.token("alice")) as c:
+        answer = c.post(
+            "/projects/default/models/m/versions",
+            json={"manifest_text": text, "manifest": sha(b"something else")},
+        )
+    assert answer.status_code == 422, answer.text
+    assert server.registry.models() == []

@@ -33,7 +33,7 @@ from ..domain import (
     VersionDiff,
     as_json,
 )
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..events.records import CreatedWebhook, DeadLetter, Webhook
 from ..refs import parse_ref
 from ..registry import ProgressFactory, Registry
@@ -201,7 +201,7 @@ class RemoteRegistry(Registry):
                 parse_dataset(d, None)
         if kind == "config" and path is not None and config is None:
             config = read_config(Path(path))
-        manifest = None
+        manifest_text = None
         if req.path is not None:
             scanned = scan(req.path)
             tick = progress(2 * sum(f.size for f in scanned)) if progress else None
@@ -222,7 +222,7 @@ class RemoteRegistry(Registry):
                     self._blobs.upload(source, digest, size, tick)
                 elif tick is not None:
                     tick(size)
-            manifest = self._blobs.put_bytes(manifest_bytes(entries)).digest
+            manifest_text = manifest_bytes(entries).decode("utf-8")  # sent with the version
         refs = [d if isinstance(d, DatasetRef) else parse_dataset(d, self._blobs) for d in datasets]
         code, env, extra = capture(
             self._blobs,
@@ -233,7 +233,7 @@ class RemoteRegistry(Registry):
         )
         body = {
             "kind": kind,
-            "manifest": manifest,
+            "manifest_text": manifest_text,
             "params": params,
             "metrics": metrics,
             "tags": tags,
@@ -250,9 +250,36 @@ class RemoteRegistry(Registry):
             "environment": as_json(env),
             "extra_blobs": [list(pair) for pair in extra],
         }
-        data = self._http.call(
-            "POST", f"/projects/{_seg(project)}/models/{_seg(model)}/versions", json=body
-        )
+        path_ = f"/projects/{_seg(project)}/models/{_seg(model)}/versions"
+        try:
+            data = self._http.call("POST", path_, json=body)
+        except NotFound as exc:  # a blob this client took for stored is gone: send again
+            if "digest" not in exc.fields or exc.fields["digest"] not in self._blobs.present:
+                raise
+            self._blobs.present.clear()
+            return self.register(
+                model,
+                path,
+                kind=kind,
+                params=params,
+                metrics=metrics,
+                tags=tags,
+                datasets=datasets,
+                parents=parents,
+                components=components,
+                label=label,
+                description=description,
+                config=config,
+                feature_pipeline=feature_pipeline,
+                inference_config=inference_config,
+                flavor=flavor,
+                seed=seed,
+                capture_code=capture_code,
+                capture_environment=capture_environment,
+                code_dir=code_dir,
+                project=project,
+                progress=progress,
+            )
         return from_json(Version, data)
 
     def get(self, ref: str, *, at: datetime | str | None = None) -> Version:

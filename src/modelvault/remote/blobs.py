@@ -67,17 +67,21 @@ class RemoteBlobStore:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        # digests this client saw stored on the server (asked, or uploaded): not asked again
+        self.present: set[str] = set()
 
     def __repr__(self) -> str:
         return f"RemoteBlobStore({self.transport.url})"
 
     def missing(self, digests: list[str]) -> list[str]:
+        ask = [d for d in digests if d not in self.present]
         found: list[str] = []
-        for start in range(0, len(digests), 10_000):
-            part = digests[start : start + 10_000]
+        for start in range(0, len(ask), 10_000):
+            part = ask[start : start + 10_000]
             found += self.transport.call("POST", "/blobs/missing", json={"digests": part})[
                 "missing"
             ]
+        self.present.update(set(ask) - set(found))
         return found
 
     def exists(self, digest: str) -> bool:
@@ -119,8 +123,9 @@ class RemoteBlobStore:
                 content=_read(path, 0, size, progress),
                 headers={"Content-Length": str(size)},
             )
-            return
-        self.upload_chunked(path, digest, size, progress)
+        else:
+            self.upload_chunked(path, digest, size, progress)
+        self.present.add(digest)
 
     def upload_chunked(
         self, path: Path, digest: str, size: int, progress: Progress | None, chunk: int = CHUNK

@@ -43,6 +43,9 @@ class RegisterBody(Body):
 
     kind: Literal["model", "config", "system"] = "model"
     manifest: str | None = Field(None, description="digest of the uploaded manifest blob")
+    manifest_text: str | None = Field(
+        None, description="the manifest itself (canonical JSON), instead of uploading it"
+    )
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     tags: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..blobs.base import checked_digest
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Version
-from ..errors import InvalidInput
+from ..errors import IntegrityError, InvalidInput
 from ..registry import Registry
 from ..service.artifacts import read_manifest
 from ..service.context import check_actor
@@ -21,7 +21,12 @@ from .bodies import RegisterBody
 def register_uploaded(reg: Registry, project: str, model: str, body: RegisterBody) -> Version:
     ctx = reg._ctx
     manifest = None
-    if body.manifest is not None:
+    if body.manifest_text is not None:  # stored like any blob, then read back and checked
+        digest = ctx.blobs.put_bytes(body.manifest_text.encode("utf-8")).digest
+        if body.manifest is not None and body.manifest != digest:
+            raise IntegrityError(f"the manifest sent hashes to {digest}, not {body.manifest}")
+        manifest = read_manifest(ctx, digest)
+    elif body.manifest is not None:
         manifest = read_manifest(ctx, checked_digest(body.manifest))
     try:
         datasets = [from_json(DatasetRef, d) for d in body.datasets]
