@@ -19,8 +19,6 @@ from modelvault.blobs.local import LocalBlobStore
 from .conftest import FakeClock, write_model
 from .s3_helpers import REGION, overwrite, raw_client
 
-pytest_plugins = ["tests.s3_fixtures"]
-
 Opener = Callable[[str], Registry]
 
 

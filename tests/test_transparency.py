@@ -128,15 +128,15 @@ def test_a_rewritten_and_rehashed_chain_disagrees_with_the_signed_checkpoints(
         for row in rows:
             fields = dict(row)
             if fields["seq"] == 6:
-                fields["actor"] = "mallory"
+                fields["reason"] = "mallory was here"
             for k in ("before", "after"):
                 fields[k] = json.loads(fields[k]) if fields[k] is not None else None
             digest = event_hash(
                 **{k: fields[k] for k in fields if k not in ("hash", "prev_hash")}, prev_hash=prev
             )
             db.execute(
-                text("UPDATE mv_audit_events SET actor=:a, prev_hash=:p, hash=:h WHERE seq=:s"),
-                {"a": fields["actor"], "p": prev, "h": digest, "s": fields["seq"]},
+                text("UPDATE mv_audit_events SET reason=:r, prev_hash=:p, hash=:h WHERE seq=:s"),
+                {"r": fields["reason"], "p": prev, "h": digest, "s": fields["seq"]},
             )
             prev = digest
         db.execute(text("UPDATE mv_audit_head SET hash = :h"), {"h": prev})

@@ -2,7 +2,9 @@
 
 Each event's hash is SHA-256 over the canonical JSON of its fields and the previous event's
 hash; the head row holds the last (seq, hash). Appending happens inside the caller's unit of
-work, so an event commits with the change it records or not at all.
+work, so an event commits with the change it records or not at all. New events hash a
+commitment to their actor; the clear actor and its salt are stored apart (``audit_personal``)
+so that erasing them leaves every hash intact.
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from sqlalchemy import Connection, select
 from .canonical import canonical_json
 from .domain import AuditEvent, AuditVerification, frozen_map
 from .errors import StoreError
-from .eventhash import event_hash
+from .eventhash import COMMITTED, commit_actor, event_hash, new_commitment, new_commitments
 from .store import schema
 from .store import statements as sql
 from .store.engine import GENESIS_HASH
 from .timeutil import from_text, to_text
 
-_A = schema.audit_events
+_A, _AP = schema.audit_events, schema.audit_personal
+ERASED = "erased:"
+
+
+def events_select() -> Any:
+    """SELECT of events with the clear actor of each (None once erased)."""
+    return select(_A, _AP.c.actor.label("clear_actor")).select_from(
+        _A.outerjoin(_AP, _AP.c.seq == _A.c.seq)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +50,40 @@ class EventDraft:
     reason: str | None = None
 
 
-def _json_or_none(value: Mapping[str, Any] | None) -> str | None:
-    return None if value is None else canonical_json(dict(value)).decode("utf-8")
+# In new events' payloads, a value equal to the actor's name is stored as this mark, so that
+# the name is nowhere in the hashed fields; reads put the (clear or erased) actor back.
+ACTOR_MARK = "\u27e8actor\u27e9"
+
+
+def _marked(value: Any, actor: str) -> Any:
+    if isinstance(value, str):
+        return ACTOR_MARK if value == actor else value
+    if isinstance(value, Mapping):
+        return {k: _marked(v, actor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_marked(v, actor) for v in value]
+    return value
+
+
+def _unmarked(value: Any, actor: str) -> Any:
+    if isinstance(value, str):
+        return actor if value == ACTOR_MARK else value
+    if isinstance(value, dict):
+        return {k: _unmarked(v, actor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmarked(v, actor) for v in value]
+    return value
+
+
+def _json_or_none(value: Mapping[str, Any] | None, actor: str, needle: str) -> str | None:
+    """The payload's stored JSON, the actor marked; *needle* is the actor as a JSON string."""
+    if value is None:
+        return None
+    text = canonical_json(dict(value)).decode("utf-8")
+    # a value equal to the actor is serialized as *needle*: walk only when one may be there
+    if needle in text:
+        text = canonical_json(_marked(value, actor)).decode("utf-8")
+    return text
 
 
 def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> AuditEvent:
@@ -50,9 +92,12 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
     seq = head.seq + 1
     ts = to_text(at)
     # hash exactly what verify will read back: the stored JSON text, parsed
-    before_text, after_text = _json_or_none(draft.before), _json_or_none(draft.after)
+    needle = canonical_json(actor).decode("utf-8")
+    before_text = _json_or_none(draft.before, actor, needle)
+    after_text = _json_or_none(draft.after, actor, needle)
     before = None if before_text is None else json.loads(before_text)
     after = None if after_text is None else json.loads(after_text)
+    salt, commitment = new_commitment(actor)
     digest = event_hash(
         seq=seq,
         ts=ts,
@@ -65,13 +110,15 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
         after=after,
         reason=draft.reason,
         prev_hash=head.hash,
+        scheme=COMMITTED,
+        actor_commitment=commitment,
     )
     conn.execute(
         sql.INSERT_EVENT,
         {
             "seq": seq,
             "ts": ts,
-            "actor": actor,
+            "actor": "",
             "action": draft.action,
             "project": draft.project,
             "model": draft.model,
@@ -81,8 +128,11 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
             "reason": draft.reason,
             "prev_hash": head.hash,
             "hash": digest,
+            "scheme": COMMITTED,
+            "actor_commitment": commitment,
         },
     )
+    conn.execute(sql.INSERT_PERSONAL, {"seq": seq, "actor": actor, "salt": salt})
     moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": digest})
     if moved.rowcount != 1:
         raise StoreError("the audit head moved under this transaction; try again")
@@ -94,11 +144,12 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
         project=draft.project,
         model=draft.model,
         subject=draft.subject,
-        before=frozen_map(before) if before is not None else None,
-        after=frozen_map(after) if after is not None else None,
+        before=frozen_map(_unmarked(before, actor)) if before is not None else None,
+        after=frozen_map(_unmarked(after, actor)) if after is not None else None,
         reason=draft.reason,
         prev_hash=head.hash,
         hash=digest,
+        actor_commitment=commitment,
     )
 
 
@@ -109,10 +160,13 @@ def append_batch(
     (imports and bulk operations); returns the new head (seq, hash)."""
     head = conn.execute(sql.LOCK_HEAD).one()
     seq, prev, ts = head.seq, head.hash, to_text(at)
-    rows = []
-    for draft in drafts:
+    rows, personal = [], []
+    commitments = new_commitments(actor, len(drafts))
+    needle = canonical_json(actor).decode("utf-8")
+    for draft, (salt, commitment) in zip(drafts, commitments, strict=True):
         seq += 1
-        before_text, after_text = _json_or_none(draft.before), _json_or_none(draft.after)
+        before_text = _json_or_none(draft.before, actor, needle)
+        after_text = _json_or_none(draft.after, actor, needle)
         digest = event_hash(
             seq=seq,
             ts=ts,
@@ -125,12 +179,14 @@ def append_batch(
             after=None if after_text is None else json.loads(after_text),
             reason=draft.reason,
             prev_hash=prev,
+            scheme=COMMITTED,
+            actor_commitment=commitment,
         )
         rows.append(
             {
                 "seq": seq,
                 "ts": ts,
-                "actor": actor,
+                "actor": "",
                 "action": draft.action,
                 "project": draft.project,
                 "model": draft.model,
@@ -140,24 +196,46 @@ def append_batch(
                 "reason": draft.reason,
                 "prev_hash": prev,
                 "hash": digest,
+                "scheme": COMMITTED,
+                "actor_commitment": commitment,
             }
         )
+        personal.append({"seq": seq, "actor": actor, "salt": salt})
         prev = digest
     if rows:
         conn.execute(sql.INSERT_EVENT, rows)
+        conn.execute(sql.INSERT_PERSONAL, personal)
         moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": prev})
         if moved.rowcount != 1:
             raise StoreError("the audit head moved under this transaction; try again")
     return seq, prev
 
 
-def row_to_event(row: Any) -> AuditEvent:
+def shown_actor(row: Any) -> str:
+    """The actor as queries show it: in clear, or ``erased:`` and the commitment's start."""
+    if row.scheme != COMMITTED:
+        return str(row.actor)
+    if row.clear_actor is not None:
+        return str(row.clear_actor)
+    return f"{ERASED}{(row.actor_commitment or '')[:16]}"
+
+
+def row_to_event(row: Any, *, as_hashed: bool = False) -> AuditEvent:
+    """An event from a row of ``events_select()``; *as_hashed* leaves the actor marks in its
+    payload (what the hash covers) instead of showing the actor there."""
     before = json.loads(row.before) if row.before is not None else None
     after = json.loads(row.after) if row.after is not None else None
+    committed = row.scheme == COMMITTED
+    actor = shown_actor(row)
+    if committed and not as_hashed:
+        if before is not None and ACTOR_MARK in row.before:
+            before = _unmarked(before, actor)
+        if after is not None and ACTOR_MARK in row.after:
+            after = _unmarked(after, actor)
     return AuditEvent(
         seq=row.seq,
         ts=from_text(row.ts),
-        actor=row.actor,
+        actor=actor,
         action=row.action,
         project=row.project,
         model=row.model,
@@ -167,22 +245,49 @@ def row_to_event(row: Any) -> AuditEvent:
         reason=row.reason,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        actor_commitment=row.actor_commitment if committed else None,
     )
 
 
 def _rows(conn: Connection, batch: int = 5000) -> Iterator[Any]:
     last = 0
+    query = select(_A, _AP.c.actor.label("clear_actor"), _AP.c.salt).select_from(
+        _A.outerjoin(_AP, _AP.c.seq == _A.c.seq)
+    )
     while True:
-        rows = conn.execute(select(_A).where(_A.c.seq > last).order_by(_A.c.seq).limit(batch)).all()
+        rows = conn.execute(query.where(_A.c.seq > last).order_by(_A.c.seq).limit(batch)).all()
         if not rows:
             return
         yield from rows
         last = rows[-1].seq
 
 
-def verify(conn: Connection) -> AuditVerification:
-    """Recompute the chain from the first event; stop at the first event that does not fit."""
+def _recompute(row: Any, before: Any, after: Any) -> str:
+    return event_hash(
+        seq=row.seq,
+        ts=row.ts,
+        actor=row.actor,
+        action=row.action,
+        project=row.project,
+        model=row.model,
+        subject=row.subject,
+        before=before,
+        after=after,
+        reason=row.reason,
+        prev_hash=row.prev_hash,
+        scheme=row.scheme,
+        actor_commitment=row.actor_commitment,
+    )
+
+
+def verify(conn: Connection, personal: list[tuple[int, str]] | None = None) -> AuditVerification:
+    """Recompute the chain from the first event; stop at the first event that does not fit.
+
+    With *personal*, also check each clear actor against its event's commitment, and that
+    each one missing was erased by an ``audit.erase`` event; the first problem is appended
+    to *personal* (the chain's verdict is not affected: callers report it after the tree's)."""
     head = conn.execute(select(schema.audit_head.c.seq, schema.audit_head.c.hash)).one()
+    erased = _erased_seqs(conn) if personal is not None else set()
     expected_seq, prev = 1, GENESIS_HASH
     count = 0
 
@@ -208,21 +313,17 @@ def verify(conn: Connection) -> AuditVerification:
             after = json.loads(row.after) if row.after is not None else None
         except ValueError:
             return bad(row.seq, f"event {row.seq} holds unreadable JSON")
-        recomputed = event_hash(
-            seq=row.seq,
-            ts=row.ts,
-            actor=row.actor,
-            action=row.action,
-            project=row.project,
-            model=row.model,
-            subject=row.subject,
-            before=before,
-            after=after,
-            reason=row.reason,
-            prev_hash=row.prev_hash,
-        )
-        if recomputed != row.hash:
+        try:
+            recomputed = _recompute(row, before, after)
+        except ValueError:
+            return bad(row.seq, f"event {row.seq} names an unknown hash scheme {row.scheme!r}")
+        if recomputed != row.hash or (row.scheme == COMMITTED and row.actor != ""):
+            # (a scheme-2 event keeps its actor only as a commitment: the field stays empty)
             return bad(row.seq, f"event {row.seq} was altered (its hash does not match)")
+        if personal is not None and not personal and row.scheme == COMMITTED:
+            problem = _personal_problem(row, erased)
+            if problem is not None:
+                personal.append((row.seq, problem))
         prev = row.hash
         expected_seq += 1
         count += 1
@@ -234,3 +335,45 @@ def verify(conn: Connection) -> AuditVerification:
             "events were removed or added at the end",
         )
     return AuditVerification(ok=True, events=count, head_seq=head.seq, head_hash=head.hash)
+
+
+# -- personal data ----------------------------------------------------------------------------
+
+ERASE_ACTION = "audit.erase"
+
+
+def seq_ranges(seqs: list[int]) -> list[list[int]]:
+    """Sorted sequence numbers as inclusive [first, last] runs: what an erase event lists."""
+    out: list[list[int]] = []
+    for seq in sorted(seqs):
+        if out and out[-1][1] == seq - 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def _erased_seqs(conn: Connection) -> set[int]:
+    erased: set[int] = set()
+    for (after,) in conn.execute(select(_A.c.after).where(_A.c.action == ERASE_ACTION)):
+        try:
+            runs = json.loads(after)["seqs"]
+            for first, last in runs:
+                erased.update(range(int(first), int(last) + 1))
+        except (TypeError, ValueError, KeyError):
+            continue  # a malformed erase event explains nothing
+    return erased
+
+
+def _personal_problem(row: Any, erased: set[int]) -> str | None:
+    if row.clear_actor is None:
+        if row.seq in erased:
+            return None
+        return f"the actor of event {row.seq} was removed without an audit.erase event"
+    try:
+        fits = commit_actor(row.salt, row.clear_actor) == row.actor_commitment
+    except (TypeError, ValueError):
+        fits = False
+    if not fits:
+        return f"the clear actor of event {row.seq} does not match its commitment"
+    return None

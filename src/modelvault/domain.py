@@ -223,6 +223,9 @@ class AuditEvent:
     reason: str | None
     prev_hash: str
     hash: str
+    # SHA-256(salt ‖ actor), what the hash covers instead of the actor (None: an event from
+    # before pseudonymization, hashed over its actor in clear)
+    actor_commitment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -458,6 +458,13 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
             newest_first=newest_first,
         )
 
+    def erase_actor(self, actor: str, *, reason: str) -> dict[str, Any]:
+        """Erase *actor*'s clear name (and salts) from every event that commits to it; the
+        log still verifies, queries show ``erased:…``. Recorded as ``audit.erase``."""
+        from .service.auditing import erase_actor
+
+        return erase_actor(self._ctx, actor, reason)
+
     def verify_audit(self) -> AuditVerification:
         """Check the chain, the Merkle tree, every checkpoint's signature and the witness; the
         result names the first bad sequence number and which check failed."""

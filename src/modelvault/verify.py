@@ -6,7 +6,9 @@ in a bare environment. It checks that
 
 - every checkpoint is signed by the bundle's key (or by ``--key``, the key you trust), and each
   is consistent with the one before (RFC 9162 consistency proofs): the log only grew;
-- every event's hash is recomputed from its fields, and consecutive events link;
+- every event's hash is recomputed from its fields (over a commitment to its actor for
+  events of scheme 2, whose clear actor is checked against it unless it was erased), and
+  consecutive events link;
 - every event is in the log signed by the newest checkpoint (RFC 9162 inclusion proofs).
 
 Exit 0 and one line "verified: ..." on success; exit 1 and one line naming the first failure.
@@ -23,7 +25,7 @@ from typing import Any
 from . import checkpoints as cps
 from . import merkle
 from .errors import ModelVaultError
-from .eventhash import event_hash
+from .eventhash import CLEAR, COMMITTED, commit_actor, event_hash
 
 FORMAT = "modelvault-audit-bundle/1"
 
@@ -109,6 +111,7 @@ def verify_bundle(bundle: Path, trusted_key: bytes | None = None) -> str:
     for n, e in enumerate(_lines(bundle / "events.jsonl"), 1):
         try:
             seq = int(e["seq"])
+            scheme = int(e.get("scheme", CLEAR))
             recomputed = event_hash(
                 seq=seq,
                 ts=e["ts"],
@@ -121,11 +124,18 @@ def verify_bundle(bundle: Path, trusted_key: bytes | None = None) -> str:
                 after=e["after"],
                 reason=e["reason"],
                 prev_hash=e["prev_hash"],
+                scheme=scheme,
+                actor_commitment=e.get("actor_commitment"),
             )
+            # the clear actor must be the one committed to, unless it was erased
+            salt = e.get("actor_salt") if scheme == COMMITTED else None
+            named = salt is None or commit_actor(salt, e["actor"]) == e["actor_commitment"]
         except (KeyError, TypeError, ValueError, ModelVaultError) as exc:
             raise BundleError(f"event line {n} is malformed: {exc}") from None
         if recomputed != e.get("hash"):
             raise BundleError(f"event {seq}: its fields do not give its hash (altered)")
+        if not named:
+            raise BundleError(f"event {seq}: its actor does not match its commitment (altered)")
         if seq == last_seq + 1 and last_seq and e["prev_hash"] != last_hash:
             raise BundleError(f"event {seq} does not link to event {last_seq}")
         if seq <= last_seq:

@@ -13,6 +13,30 @@ from . import output
 from .app import Json, app, audit_app, registry
 
 
+@audit_app.command("erase")
+def audit_erase(
+    actor: Annotated[str, typer.Option("--actor", help="Whose name to erase")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (the erasure request)")],
+    json_: Json = False,
+) -> None:
+    """Erase an actor's name from the audit log (personal data): the events keep a hash
+    commitment to it and still verify; queries show erased:... instead."""
+    done = registry().erase_actor(actor, reason=reason)
+    if json_:
+        output.emit_json(done)
+        return
+    output.message(
+        f"erased the name from {done['events']} events (audit #{done['audit_seq']}); "
+        f"commitment {done['actor_commitment']}, receipt salt {done['receipt_salt']} "
+        "(not stored: hand it to whoever asked)"
+    )
+    if done["kept_in_clear"]:
+        output.message(
+            f"{done['kept_in_clear']} events from before pseudonymization still name them: "
+            "their hashes cover the name itself"
+        )
+
+
 @audit_app.command("checkpoint")
 def audit_checkpoint(json_: Json = False) -> None:
     """Sign a checkpoint of the audit log now (tree size, root hash, time)."""

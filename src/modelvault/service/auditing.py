@@ -1,20 +1,31 @@
-"""Audit queries: list events by model, actor, action and time, and verify the chain."""
+"""Audit queries: list events by model, actor, action and time, verify the chain, and erase
+an actor's personal data (their clear name) from the events that commit to it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, func, or_, select
 
-from ..audit import row_to_event, verify
+from ..audit import (
+    ERASE_ACTION,
+    EventDraft,
+    append,
+    events_select,
+    row_to_event,
+    seq_ranges,
+    verify,
+)
 from ..domain import AuditEvent, AuditVerification
+from ..errors import InvalidInput, NotFound
+from ..eventhash import CLEAR, new_commitment
 from ..limits import check_name, check_text
 from ..store import schema
 from ..timeutil import to_text
 from .context import Context, check_actor, resolve_model
 
-E = schema.audit_events
+E, AP = schema.audit_events, schema.audit_personal
 
 
 def list_events(
@@ -29,15 +40,26 @@ def list_events(
     after_seq: int = 0,
     limit: int | None = 1000,
     newest_first: bool = False,
+    as_hashed: bool = False,
 ) -> list[AuditEvent]:
-    query = select(E)
+    """Events matching every filter given; *as_hashed* keeps payloads exactly as hashed (the
+    actor marks of new events left in place), for the offline bundle."""
+    query = events_select()
     if model is not None:
         proj, name = resolve_model(ctx, model)
         query = query.where(E.c.project == proj, E.c.model == name)
     elif project is not None:
         query = query.where(E.c.project == check_name(project, what="project name"))
     if actor is not None:
-        query = query.where(E.c.actor == check_actor(actor))
+        name = check_actor(actor)
+        # events from before pseudonymization name the actor in clear; later ones through
+        # their personal row (none once erased)
+        query = query.where(
+            or_(
+                and_(E.c.actor == name, E.c.scheme == CLEAR),
+                E.c.seq.in_(select(AP.c.seq).where(AP.c.actor == name)),
+            )
+        )
     if action is not None:
         check_text(action, limit="reference_chars", what="action")
         query = query.where(
@@ -61,9 +83,57 @@ def list_events(
         query = query.limit(limit)
     with ctx.store.read() as conn:
         rows = conn.execute(query).all()
-    return [row_to_event(r) for r in rows]
+    return [row_to_event(r, as_hashed=as_hashed) for r in rows]
 
 
 def verify_chain(ctx: Context) -> AuditVerification:
     with ctx.store.read() as conn:
         return verify(conn)
+
+
+def erase_actor(ctx: Context, actor: str, reason: str | None) -> dict[str, Any]:
+    """Delete the clear name and salts of every event *actor* did; their hashes stay valid
+    (they cover commitments). Recorded as one ``audit.erase`` event by the operator, which
+    lists the events and a fresh commitment to the name, never the name itself."""
+    name = check_actor(actor)
+    why = check_text(reason, limit="reason_chars", what="reason")
+    if not why:
+        raise InvalidInput("erasing personal data needs --reason", field="reason")
+    with ctx.store.write() as conn:
+        seqs = list(conn.execute(select(AP.c.seq).where(AP.c.actor == name)).scalars())
+        clear = conn.execute(
+            select(func.count()).select_from(E).where(E.c.actor == name, E.c.scheme == CLEAR)
+        ).scalar_one()
+        if not seqs:
+            raise NotFound(
+                f"no audit event names {name!r} in an erasable form"
+                + (f" ({clear} from before pseudonymization name it in clear)" if clear else ""),
+                field="actor",
+            )
+        conn.execute(delete(AP).where(AP.c.actor == name))
+        salt, commitment = new_commitment(name)
+        event = append(
+            conn,
+            EventDraft(
+                ERASE_ACTION,
+                f"actor:{commitment[:16]}",
+                after={
+                    "events": len(seqs),
+                    "seqs": seq_ranges(seqs),
+                    "actor_commitment": commitment,
+                    "kept_in_clear": clear,
+                },
+                reason=why,
+            ),
+            actor=ctx.actor,
+            at=ctx.now(),
+        )
+    return {
+        "events": len(seqs),
+        "kept_in_clear": clear,
+        "actor_commitment": commitment,
+        # not stored anywhere: with it, whoever asked for the erasure can show which name
+        # the commitment in the erase event stands for
+        "receipt_salt": salt,
+        "audit_seq": event.seq,
+    }

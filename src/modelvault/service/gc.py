@@ -49,6 +49,7 @@ NOT_SCANNED = {
     schema.audit_tree.name,
     schema.audit_checkpoints.name,
     schema.audit_head.name,
+    schema.audit_personal.name,
     VB.name,
     V.name,
     schema.run_metrics.name,

@@ -24,6 +24,7 @@ from .. import merkle
 from ..audit import verify as verify_chain
 from ..domain import AuditVerification
 from ..errors import IntegrityError, InvalidInput, ModelVaultError, NotFound
+from ..eventhash import COMMITTED
 from ..store import schema
 from ..store import statements as sql
 from ..timeutil import from_text, to_text
@@ -293,8 +294,9 @@ def _leaves(conn: Connection) -> Iterator[tuple[int, str, str | None]]:
 
 def verify_all(ctx: Context) -> AuditVerification:
     """Chain, tree, checkpoint signatures and witness agreement; names what failed first."""
+    personal: list[tuple[int, str]] = []  # checked with the chain, reported last
     with ctx.store.read() as conn:
-        chain = verify_chain(conn)
+        chain = verify_chain(conn, personal)
         if not chain.ok:
             return _with(chain, "chain")
         count = chain.events
@@ -364,6 +366,9 @@ def verify_all(ctx: Context) -> AuditVerification:
         missing = sorted(set(by_size) - {c.tree_size for c in seen})
         if missing:
             return bad(None, "witness", f"checkpoint {missing[0]} is not in the witness {witness}")
+    if personal:
+        # last: a consistent rewrite is named by the tree and checkpoints, not by this
+        return bad(personal[0][0], "personal", personal[0][1])
     return AuditVerification(
         ok=True,
         events=count,
@@ -433,7 +438,7 @@ def export_bundle(
         raise InvalidInput("the audit log is empty: there is nothing to export")
     events = [
         e
-        for e in list_events(ctx, model=model, since=since, until=until, limit=None)
+        for e in list_events(ctx, model=model, since=since, until=until, limit=None, as_hashed=True)
         if e.seq <= cp.tree_size
     ]
     with ctx.store.read() as conn:
@@ -461,6 +466,7 @@ def export_bundle(
                 }
             )
             previous = c.tree_size
+        salts = _salts(conn, [e.seq for e in events if e.actor_commitment is not None])
     out.mkdir(parents=True, exist_ok=True)
     with (out / "events.jsonl").open("w", encoding="utf-8") as fh:
         for e in events:
@@ -479,6 +485,12 @@ def export_bundle(
                 "hash": e.hash,
                 "proof": proofs[e.seq],
             }
+            if e.actor_commitment is not None:
+                # the hash covers the commitment; the salt (absent once erased) lets the
+                # verifier check the clear actor against it
+                record["scheme"] = COMMITTED
+                record["actor_commitment"] = e.actor_commitment
+                record["actor_salt"] = salts.get(e.seq)
             fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
     with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
         for link in links:
@@ -497,6 +509,18 @@ def export_bundle(
     }
     (out / "bundle.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _salts(conn: Connection, seqs: list[int]) -> dict[int, str]:
+    AP = schema.audit_personal
+    out: dict[int, str] = {}
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        out.update(
+            (r.seq, r.salt)
+            for r in conn.execute(select(AP.c.seq, AP.c.salt).where(AP.c.seq.in_(chunk)))
+        )
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
-from ..audit import EventDraft, append, row_to_event
+from ..audit import EventDraft, append, events_select, row_to_event
 from ..domain import AuditEvent
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..events.records import DeadLetter, Webhook
@@ -265,7 +265,7 @@ def pending(ctx: Context, webhook_id: int, limit: int = 100) -> tuple[Any, list[
         scanned = row.cursor
         while len(events) < limit:
             batch = conn.execute(
-                select(E)
+                events_select()
                 .where(E.c.seq > scanned, E.c.project == row.project)
                 .order_by(E.c.seq)
                 .limit(limit * 4)

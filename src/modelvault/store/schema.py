@@ -218,11 +218,27 @@ audit_events = Table(
     Column("reason", Text),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # eventhash.CLEAR (1): `actor` is the actor, hashed in clear; eventhash.COMMITTED (2):
+    # `actor` is empty and the hash covers `actor_commitment` = SHA-256(salt ‖ actor), the
+    # clear actor and salt being in mv_audit_personal
+    Column("scheme", Integer, nullable=False, server_default=text("1")),
+    Column("actor_commitment", String(64)),
 )
 Index("ix_audit_model", audit_events.c.project, audit_events.c.model, audit_events.c.seq)
 Index("ix_audit_actor", audit_events.c.actor, audit_events.c.seq)
 Index("ix_audit_action", audit_events.c.action, audit_events.c.seq)
 Index("ix_audit_ts", audit_events.c.ts)
+
+# The clear actor of each scheme-2 event and the salt of its commitment: personal data, kept
+# apart so that `audit erase` can delete it without touching a hashed field.
+audit_personal = Table(
+    "mv_audit_personal",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("actor", String(256), nullable=False),
+    Column("salt", String(32), nullable=False),
+)
+Index("ix_audit_personal_actor", audit_personal.c.actor, audit_personal.c.seq)
 
 # One row: the head of the chain. Writers lock it first, which orders every transaction that
 # appends an event; a truncated log disagrees with it.

@@ -36,6 +36,7 @@ INSERT_STAGE = insert(schema.stage_intervals)
 
 LOCK_HEAD = select(_H.c.seq, _H.c.hash).where(_H.c.id == 1).with_for_update()
 INSERT_EVENT = insert(_E)
+INSERT_PERSONAL = insert(schema.audit_personal)
 MOVE_HEAD = (
     update(_H)
     .where(_H.c.id == 1, _H.c.seq == bindparam("old_seq"))
