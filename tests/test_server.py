@@ -186,6 +186,11 @@ def test_a_token_of_project_a_learns_nothing_about_project_b(
         }
         assert c.get(f"/blobs/{vb.artifact_digest}").status_code == 404
         assert c.post("/projects/bank-b/refs/fraud:1/approvals", json={}).status_code == 404
+        as_parent = c.post(
+            "/projects/bank-a/models/child/versions",
+            json={"kind": "system", "components": ["bank-b/fraud:1"]},
+        )
+        assert as_parent.status_code == 404  # not even as a component of ann's own version
 
 
 def test_error_envelope_for_unknown_routes_bad_json_and_oversized_bodies(

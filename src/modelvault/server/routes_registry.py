@@ -56,6 +56,10 @@ def list_versions(project: str, model: str, who: Who) -> Response:
 @router.post("/models/{model}/versions", status_code=201, responses={201: {"model": Version}})
 def register(project: str, model: str, body: RegisterBody, who: Who) -> Response:
     reg = who.need(project, "register")
+    for named in (*body.parents, *body.components, body.inference_config):
+        other = parse_ref(named).project if named else None
+        if other is not None and other != project:
+            who.read(other)  # a version of a project the caller cannot see is as if absent
     if body.pushed is not None and body.pushed.created_by != who.user:
         who.need(project, "admin")  # keeping another author's name is for project admins
     return ok(register_uploaded(reg, project, model, body), status=201)
