@@ -253,6 +253,26 @@ def test_an_upload_cut_off_mid_stream_stores_nothing(server: LiveServer) -> None
     assert [p for p in spool.iterdir() if p.name.startswith(".in-")] == []
 
 
+def test_a_registration_takes_three_requests(server: LiveServer, tmp_path: Path) -> None:
+    """Which blobs are missing, the new file, the version with its manifest inline; the
+    environment's package list is asked about once per client, known blobs not again."""
+    alice = server.client("alice")
+    assert isinstance(alice, RemoteRegistry)
+    alice.register("fraud", write_model(tmp_path, "a", b"first"))
+    sent: list[str] = []
+    alice._http.client.event_hooks["request"] = [
+        lambda r: sent.append(f"{r.method} {r.url.path.split('/')[3]}")
+    ]
+    v = alice.register("fraud", write_model(tmp_path, "b", b"second"), metrics={"auc": 0.9})
+    assert sent == ["POST blobs", "PUT blobs", "POST projects"], sent
+    assert v.environment is not None and v.environment.packages_digest
+    assert alice.pull(v.ref, tmp_path / "out").files == ("model.bin",)
+    assert (tmp_path / "out" / "model.bin").read_bytes() == b"second"
+    sent.clear()
+    alice.register("fraud", write_model(tmp_path, "c", b"second"))  # identical bytes
+    assert sent == ["POST projects"]
+
+
 def test_chunked_upload_resumes_without_resending_finished_chunks(
     server: LiveServer, tmp_path: Path
 ) -> None:

@@ -42,8 +42,10 @@ FIGURES = {
     "ready_s": ("s", "low"),
     "idle_rss_mb": ("MB", "low"),
     "register_per_s": ("/s", "high"),
+    "register_server_cpu_ms": ("ms", "low"),
     "get_p50_ms": ("ms", "low"),
     "get_p95_ms": ("ms", "low"),
+    "get_server_cpu_ms": ("ms", "low"),
     "sha256_mb_s": ("MB/s", "high"),
     "cp_mb_s": ("MB/s", "high"),
     "upload_mb_s": ("MB/s", "high"),
@@ -60,8 +62,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(home: Path, db: str | None = None) -> Iterator[tuple[str, str, float, float]]:
-    """A server process on *home*: (url, admin token, seconds to ready, idle RSS in MB)."""
+def serving(home: Path, db: str | None = None) -> Iterator[tuple[str, str, float, psutil.Process]]:
+    """A server process on *home*: (url, admin token, seconds to ready, the process)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELVAULT_")}
     env["MODELVAULT_HOME"] = str(home)
@@ -92,9 +94,7 @@ def serving(home: Path, db: str | None = None) -> Iterator[tuple[str, str, float
         token = proc.stdout.readline().strip()  # printed before uvicorn starts listening
         if not token.startswith("mvt_"):
             raise RuntimeError(f"expected the admin token on the server's stdout, got {token!r}")
-        time.sleep(0.5)  # idle: nothing in flight
-        rss = psutil.Process(proc.pid).memory_info().rss / 1e6
-        yield url, token, ready, rss
+        yield url, token, ready, psutil.Process(proc.pid)
     finally:
         proc.terminate()
         try:
@@ -104,6 +104,17 @@ def serving(home: Path, db: str | None = None) -> Iterator[tuple[str, str, float
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextmanager
+def cpu(process: psutil.Process, count: int) -> Iterator[list[float]]:
+    """The CPU time *process* spends in the block, in ms per operation (of *count*)."""
+    used: list[float] = []
+    before = process.cpu_times()
+    yield used
+    after = process.cpu_times()
+    total = (after.user - before.user) + (after.system - before.system)
+    used.append(total * 1000 / count)
 
 
 def _pct(samples: list[float], q: float) -> float:
@@ -189,15 +200,21 @@ def measure(work: Path, quick: bool, db: str | None = None) -> Figures:
     base = work / f"server-{time.monotonic_ns()}"
     base.mkdir()
     try:
-        with serving(base / "home", db) as (url, token, ready, rss):
-            figures: Figures = {"ready_s": ready, "idle_rss_mb": rss}
+        with serving(base / "home", db) as (url, token, ready, server):
+            time.sleep(0.5)  # idle: nothing in flight
+            figures: Figures = {"ready_s": ready, "idle_rss_mb": server.memory_info().rss / 1e6}
             reg = Registry(url, token=token)
             try:
                 count = 100 if quick else 1000
-                figures["register_per_s"] = _registrations(reg, base / "files", count)
+                with cpu(server, count) as used:
+                    figures["register_per_s"] = _registrations(reg, base / "files", count)
+                figures["register_server_cpu_ms"] = used[0]
                 approver = Registry(url, token=_approver(base / "home", db))
+                lookups = 300 if quick else 3000
                 try:
-                    p50, p95 = _lookups(reg, approver, 300 if quick else 3000)
+                    with cpu(server, lookups + 50) as used:  # and its warm-up
+                        p50, p95 = _lookups(reg, approver, lookups)
+                    figures["get_server_cpu_ms"] = used[0]
                 finally:
                     approver.close()
                 figures["get_p50_ms"], figures["get_p95_ms"] = p50, p95

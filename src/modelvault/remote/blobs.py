@@ -101,6 +101,7 @@ class RemoteBlobStore:
             content=bytes(data),
             headers={"Content-Length": str(len(data))},
         )
+        self.present.add(digest)
         return PutResult(digest, len(data), True)
 
     def put_file(self, path: Path, *, progress: Progress | None = None) -> PutResult:

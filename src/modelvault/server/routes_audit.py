@@ -109,9 +109,9 @@ def checkpoints(who: Who) -> Response:
 
 @router.get("/audit/proofs/inclusion")
 def inclusion(
-    seq: Annotated[int, Query(ge=1)],
+    seq: Annotated[int, Query(ge=1, le=INT_MAX)],
     who: Who,
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    tree_size: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
 ) -> Response:
     """Proof that event ``seq`` (of a project the token may read) is in the signed log."""
     found = who.base.audit(after_seq=seq - 1, limit=1)
@@ -124,7 +124,9 @@ def inclusion(
 
 @router.get("/audit/proofs/consistency")
 def consistency(
-    old: Annotated[int, Query(ge=1)], new: Annotated[int, Query(ge=1)], who: Who
+    old: Annotated[int, Query(ge=1, le=INT_MAX)],
+    new: Annotated[int, Query(ge=1, le=INT_MAX)],
+    who: Who,
 ) -> Response:
     """Proof that the checkpointed log of size ``old`` is a prefix of the one of size ``new``."""
     return ok(who.base.consistency_proof(old, new))

@@ -14,7 +14,7 @@ from pydantic import Field
 from ..events.records import CreatedWebhook, DeadLetter, Webhook
 from ..registry import Registry
 from .auth import Caller, caller
-from .bodies import Body, ok
+from .bodies import INT_MAX, Body, ok
 
 router = APIRouter(prefix="/api/v1/projects/{project}/webhooks")
 Who = Annotated[Caller, Depends(caller)]
@@ -27,11 +27,11 @@ class WebhookBody(Body):
     secret: str | None = None
     max_attempts: int = Field(8, ge=1, le=50)
     timeout_ms: int = Field(10_000, ge=100, le=120_000)
-    from_seq: int | None = Field(None, ge=0)
+    from_seq: int | None = Field(None, ge=0, le=INT_MAX)
 
 
 class ReplayBody(Body):
-    from_seq: int = Field(ge=0)
+    from_seq: int = Field(ge=0, le=INT_MAX)
 
 
 @router.post("", status_code=201, responses={201: {"model": CreatedWebhook}})
@@ -70,7 +70,7 @@ def replay(project: str, name: str, body: ReplayBody, who: Who) -> Response:
 
 @router.get("/{name}/dead-letters", responses={200: {"model": list[DeadLetter]}})
 def dead_letters(
-    project: str, name: str, who: Who, limit: Annotated[int, Query(ge=1)] = 1000
+    project: str, name: str, who: Who, limit: Annotated[int, Query(ge=1, le=INT_MAX)] = 1000
 ) -> Response:
     return ok(who.need(project, "admin").dead_letters(name, project=project)[:limit])
 
