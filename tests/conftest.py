@@ -18,9 +18,9 @@ from modelvault import Registry, Settings
 
 from .backends import BACKENDS, store_url
 from .clitool import CLI
-from .s3_fixtures import aws_env, moto_endpoint, s3_bucket
+from .s3_fixtures import aws_env, moto_endpoint, s3_bucket, s3_store
 
-__all__ = ["aws_env", "moto_endpoint", "s3_bucket"]
+__all__ = ["aws_env", "moto_endpoint", "s3_bucket", "s3_store"]
 
 
 class FakeClock:

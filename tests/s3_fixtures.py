@@ -1,6 +1,6 @@
 """Fixtures for the S3 blob store tests: a real S3-protocol server (moto) on loopback, one
-per test process, a fresh bucket per test, fake credentials in the environment. Test modules
-load them with ``pytest_plugins = ["tests.s3_fixtures"]``."""
+per test process, a fresh bucket per test, fake credentials in the environment. conftest.py
+imports them, so every test module can use them."""
 
 from __future__ import annotations
 

@@ -31,8 +31,6 @@ from modelvault.errors import IntegrityError, InvalidInput, NotFound, StoreError
 
 from .s3_helpers import object_keys, open_uploads, overwrite
 
-pytest_plugins = ["tests.s3_fixtures"]
-
 HELLO_DIGEST = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
 SMALL_CHUNK = 64 * 1024
 

@@ -22,8 +22,6 @@ from modelvault.errors import IntegrityError, InvalidInput, NotFound, StoreError
 
 from .s3_helpers import object_keys, open_store, open_uploads, overwrite, raw_client, s3_env
 
-pytest_plugins = ["tests.s3_fixtures"]
-
 MiB = 1 << 20
 HELLO_DIGEST = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
 

@@ -102,7 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
         "audit_witness",
         "MODELVAULT_AUDIT_WITNESS",
         "$MODELVAULT_HOME/witness",
-        "Directory where every checkpoint is also written once; `off` disables the witness.",
+        "Directory or s3://BUCKET/PREFIX where every checkpoint is also written once (S3 "
+        "Object Lock when the bucket has it); `off` disables the witness.",
     ),
     Setting(
         "retention",

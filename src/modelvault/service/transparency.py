@@ -28,6 +28,7 @@ from ..eventhash import COMMITTED
 from ..store import schema
 from ..store import statements as sql
 from ..timeutil import from_text, to_text
+from ..witness import Witness, open_witness
 from .context import Context
 
 log = logging.getLogger("modelvault")
@@ -117,9 +118,9 @@ def _latest(conn: Connection) -> cps.Checkpoint | None:
     return None if row is None else _row_to_cp(row)
 
 
-def witness_dir(ctx: Context) -> Path | None:
-    value = ctx.settings.audit_witness
-    return None if not value or value.lower() == "off" else Path(value)
+def witness_of(ctx: Context) -> Witness | None:
+    """The witness the settings name (a directory or an S3 prefix), or None when off."""
+    return open_witness(ctx.settings.audit_witness, ctx.settings)
 
 
 def public_key(ctx: Context) -> Ed25519PublicKey:
@@ -158,12 +159,9 @@ def checkpoint(ctx: Context, *, every: int = 0, seconds: float = 0) -> cps.Check
                 "the audit tree does not reach the audit head; run `modelvault audit verify`"
             )
         cp = cps.sign(key, frontier.size, frontier.root().hex(), to_text(ctx.now()))
-        witness = witness_dir(ctx)
+        witness = witness_of(ctx)
         if witness is not None:  # before the commit: the witness never misses a checkpoint
-            try:
-                cps.witness_write(witness, cp)
-            except OSError as exc:
-                raise InvalidInput(f"cannot write to the audit witness {witness}: {exc}") from None
+            witness.write(cp)
         conn.execute(insert(C).values(**cp.to_json()))
     return cp
 
@@ -313,10 +311,10 @@ def verify_all(ctx: Context) -> AuditVerification:
             )
 
         stored = list_checkpoints(conn)
-        witness = witness_dir(ctx)
         try:
-            seen = cps.witness_read(witness) if witness is not None else []
-        except ValueError as exc:
+            witness = witness_of(ctx)
+            seen = witness.read() if witness is not None else []
+        except (ValueError, ModelVaultError) as exc:
             return bad(None, "witness", str(exc))
         tree_size = _tree_size(conn)
         wanted = {c.tree_size for c in stored} | {c.tree_size for c in seen} | {tree_size}
