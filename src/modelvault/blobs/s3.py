@@ -49,6 +49,9 @@ MAX_OBJECT_SIZE = 5 << 40
 PART_CONCURRENCY = 4
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _STREAM_ERRORS = (BotoCoreError, URLLib3Error, OSError)
+_HEX = re.compile(r"[0-9a-f]{64}")
+REFRESH_AFTER = 600.0  # seconds; far below gc's grace period (1 hour by default)
+MAX_COPY_SIZE = 5 << 30
 
 Progress = Callable[[int], None]
 
@@ -319,12 +322,54 @@ class S3BlobStore:
 
     def _already_stored(self, digest: str, existing: int, size: int) -> PutResult:
         if existing == size:
+            self._refresh(digest)
             return PutResult(digest, size, stored=False)
         raise _corrupt(
             digest,
             f"the object in {self.url} holds {existing} bytes, not {size}; the S3 store never "
             "overwrites an object, so delete it to store the right bytes again",
         )
+
+    def _refresh(self, digest: str) -> None:
+        """Make a reused blob look fresh to garbage collection, which keeps blobs younger than
+        its grace period (a registration reusing one has not committed yet): copy the object
+        onto itself, which renews its LastModified. Skipped for objects renewed within
+        REFRESH_AFTER, and for those beyond a single copy's 5GiB limit."""
+        key = self.key_of(digest)
+        with self._translated(f"refresh blob {digest}", digest):
+            found = self._s3.head_object(Bucket=self.bucket, Key=key)
+            age = time.time() - found["LastModified"].timestamp()
+            if age < REFRESH_AFTER or found["ContentLength"] > MAX_COPY_SIZE:
+                return
+            self._s3.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+            )
+
+    # -- garbage collection (the only callers) ------------------------------------------------
+    def listing(self) -> list[tuple[str, int, float]]:
+        """(digest, size, modification time) of every blob, for garbage collection."""
+        out: list[tuple[str, int, float]] = []
+        start = f"{self._base}sha256/"
+        with self._translated("list the blobs"):
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for item in page.get("Contents", []):
+                    shard, _, name = item["Key"][len(start) :].partition("/")
+                    if len(name) == 64 and name.startswith(shard) and _HEX.fullmatch(name):
+                        modified = item["LastModified"].timestamp()
+                        out.append((DIGEST_PREFIX + name, item["Size"], modified))
+        return sorted(out)
+
+    def delete(self, digest: str) -> bool:
+        """Remove one blob (garbage collection is the only caller); False if it was gone."""
+        if self._head(digest) is None:
+            return False
+        with self._translated(f"delete blob {digest}", digest):
+            self._s3.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
+        return True
 
     # -- presigned transfers ------------------------------------------------------------------
     def presigned_get(self, digest: str, expires: int = 3600) -> PresignedRequest:

@@ -387,9 +387,7 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float, only: set[str] | No
     listing = getattr(ctx.blobs, "listing", None)
     remove = getattr(ctx.blobs, "delete", None)
     if listing is None or remove is None:
-        raise InvalidInput(
-            "gc works on the local (file://) and memory blob stores; for S3 it is not built yet"
-        )
+        raise InvalidInput(f"gc cannot list or delete the blobs of {ctx.blobs!r}")
     if grace_seconds < 0:
         raise InvalidInput("the grace period cannot be negative", field="grace")
     started = time.time()
