@@ -244,3 +244,24 @@ def test_restore_cli(cli: object, tmp_path: Path, home: Path) -> None:
     code, _, err = run("restore", "m:1")
     assert code == 0 and "not archived" in err
     assert cli.json("pull", "m:2", str(tmp_path / "o"))["files"] == ["model.bin"]  # type: ignore[attr-defined]
+
+
+def test_deploying_an_archived_version_restores_it_first(coldreg: Registry, tmp_path: Path) -> None:
+    from .deploy_helpers import register_model
+
+    reg = coldreg
+    for c in (1.0, 0.5):
+        register_model(reg, tmp_path, "fraud", c)
+    policy = Path(reg.settings.retention)
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text("[defaults]\nkeep_last = 1\n")
+    _age(reg)
+    assert [x["action"] for x in reg.apply_retention()] == ["archived"]
+    assert reg.get("fraud:1").artifact_digest not in _hot(reg)
+    reg.deploy_release("fraud:1", "development")
+    assert reg.archive_of("fraud:1") is None
+    assert [e.subject for e in reg.audit(action="artifact.restore")] == ["default/fraud:1"]
+    # now served, it stays hot whatever the policy says
+    assert reg.apply_retention() == [
+        {"version": "default/fraud:1", "action": "kept", "why": "a deployment serves it"}
+    ]

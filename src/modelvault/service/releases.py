@@ -14,7 +14,7 @@ from typing import Any
 
 from ..deploy.records import Release
 from ..domain import Version
-from ..errors import InvalidInput, ModelVaultError
+from ..errors import InvalidInput, ModelVaultError, NotFound
 from ..flavors import LoadedModel, load
 from .artifacts import pull
 from .context import Context
@@ -47,7 +47,15 @@ def load_release(ctx: Context, project: str, release: Release) -> LoadedRelease:
     trusted = policy_for(ctx, project, release.model).trusted_code
     dest = Path(tempfile.mkdtemp(prefix="mv-serve-"))
     try:
-        pull(ctx, version.artifact_digest, str(version), dest, overwrite=True)
+        try:
+            pull(ctx, version.artifact_digest, str(version), dest, overwrite=True)
+        except NotFound:
+            # an archived version is deployed again: bring it back from the cold tier first
+            from .coldtier import restore
+
+            if not restore(ctx, f"{project}/{release.model}:{release.version}")["restored"]:
+                raise
+            pull(ctx, version.artifact_digest, str(version), dest, overwrite=True)
         model = load(dest, version.flavor, trusted=trusted)
     finally:
         shutil.rmtree(dest, ignore_errors=True)
