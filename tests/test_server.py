@@ -577,3 +577,13 @@ def test_a_manifest_sent_inline_must_match_its_declared_digest(server: LiveServe
         )
     assert answer.status_code == 422, answer.text
     assert server.registry.models() == []
+
+
+def test_a_download_fills_each_read_across_network_chunks() -> None:
+    from modelvault.remote.blobs import _Chunks
+
+    reader = _Chunks(iter([b"ab", b"", b"cde", b"f"]))
+    buffer = memoryview(bytearray(4))
+    assert reader.readinto(buffer) == 4 and bytes(buffer) == b"abcd"
+    assert reader.readinto(buffer) == 2 and bytes(buffer[:2]) == b"ef"
+    assert reader.readinto(buffer) == 0

@@ -45,21 +45,26 @@ def _read(path: Path, offset: int, length: int, progress: Progress | None) -> It
 
 
 class _Chunks:
-    """A readable over an HTTP byte stream, for ``materialize``."""
+    """A readable over an HTTP byte stream, for ``materialize``: each read fills the caller's
+    buffer from as many network chunks as it takes (one copy per byte)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._left = b""
+        self._left = memoryview(b"")
 
     def readinto(self, buffer: memoryview, /) -> int:
-        while not self._left:
-            self._left = next(self._chunks, b"")
+        filled = 0
+        while filled < len(buffer):
             if not self._left:
-                return 0
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._left = memoryview(chunk)
+            n = min(len(buffer) - filled, len(self._left))
+            buffer[filled : filled + n] = self._left[:n]
+            self._left = self._left[n:]
+            filled += n
+        return filled
 
 
 class RemoteBlobStore:
@@ -175,7 +180,7 @@ class RemoteBlobStore:
         with self.transport.stream(f"/blobs/{checked_digest(digest)}") as response:
             expected = response.headers.get("content-length")
             return materialize(
-                _Chunks(response.iter_raw(BLOCK)),
+                _Chunks(response.iter_raw()),
                 digest,
                 Path(dest),
                 expected_size=int(expected) if expected else None,
