@@ -18,8 +18,6 @@ from modelvault.blobs.s3 import S3BlobStore
 from ..s3_helpers import object_keys, open_store, open_uploads, raw_client, s3_env
 from .faultproxy import FaultProxy, Match, method_is, part_upload
 
-pytest_plugins = ["tests.s3_fixtures"]
-
 MiB = 1 << 20
 FAST = {
     "MODELVAULT_S3_TIMEOUT": "1",
