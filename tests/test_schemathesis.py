@@ -54,6 +54,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
             "project": ["default"],
             "model": ["fraud"],
             "alias": ["champion"],
+            "environment": ["production", "staging"],
             "ref": ["fraud:1", "fraud:2", "fraud@production", "fraud@champion"],
             "digest": [alice.manifest("fraud:1").files[0].digest],
         }

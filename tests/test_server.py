@@ -157,6 +157,9 @@ def _read_endpoints(project: str) -> list[str]:
         f"{p}/models/fraud/aliases",
         f"{p}/audit",
         f"{p}/events",
+        f"{p}/environments",
+        f"{p}/deployments",
+        f"{p}/deployments?environment=production",
     ]
 
 

@@ -23,6 +23,7 @@ from . import (
     envelope,
     routes_audit,
     routes_blobs,
+    routes_deploy,
     routes_events,
     routes_registry,
     routes_runs,
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(routes_audit.router)
     app.include_router(routes_events.router)
     app.include_router(routes_runs.router)
+    app.include_router(routes_deploy.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
