@@ -242,22 +242,9 @@ def _covering(conn: Connection, size: int | None, at_least: int) -> cps.Checkpoi
 
 def inclusion_proof(ctx: Context, seq: int, *, size: int | None = None) -> dict[str, Any]:
     """Proof that event *seq* is in the log as signed by a checkpoint (the newest by default)."""
-    if seq < 1:
-        raise InvalidInput("an audit sequence number starts at 1", field="seq")
-    # no snapshot needed: checkpoints, events and tree nodes are never changed once written
-    with ctx.store.read(snapshot=False) as conn:
-        cp = _covering(conn, size, seq)
-        row = conn.execute(select(E.c.hash).where(E.c.seq == seq)).first()
-        if row is None:
-            raise NotFound(f"audit event {seq} does not exist")
-        path = _range_hashes(conn, merkle.inclusion_ranges(seq - 1, cp.tree_size))
-    return {
-        "seq": seq,
-        "event_hash": row.hash,
-        "tree_size": cp.tree_size,
-        "path": [h.hex() for h in path],
-        "checkpoint": cp.to_json(),
-    }
+    from .inclusion import inclusion_proof as one_round_trip
+
+    return one_round_trip(ctx, seq, size=size)
 
 
 def consistency_proof(ctx: Context, old: int, new: int) -> dict[str, Any]:
