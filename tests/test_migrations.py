@@ -8,18 +8,20 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Column, Integer, Table, inspect, text
 
 from modelvault import Registry, Settings, StoreError
-from modelvault.store import migrate, schema
+from modelvault.store import migrate, revisions, schema
+from modelvault.store.engine import open_metadata_store
 from modelvault.store.migrations import HEAD
 
-from .backends import engine_for
+from .backends import engine_for, store_url
 from .conftest import write_model
 
 
@@ -28,8 +30,97 @@ def test_head_names_the_newest_revision() -> None:
     assert scripts.get_heads() == [HEAD], "set HEAD in store/migrations/__init__.py"
 
 
+def test_the_revisions_known_without_alembic_are_alembics_chain() -> None:
+    scripts = ScriptDirectory(str(migrate.SCRIPTS))
+    assert revisions.known() == tuple(s.revision for s in scripts.walk_revisions())[::-1]
+    assert revisions.known()[-1] == HEAD
+
+
+def _options(options: dict[str, Any] | None) -> list[tuple[str, str]]:
+    return sorted((k, str(v)) for k, v in (options or {}).items())
+
+
+def _layout(url: str) -> dict[str, Any]:
+    """Everything a database holds: each table's columns, keys, indexes, constraints, rows."""
+    engine = engine_for(url)
+    found: dict[str, Any] = {}
+    with engine.connect() as conn:
+        db = inspect(conn)
+        for table in sorted(db.get_table_names()):
+            columns = {
+                c["name"]: (str(c["type"]), c["nullable"], c.get("default"))
+                for c in db.get_columns(table)
+            }
+            indexes = sorted(
+                (
+                    i["name"],
+                    tuple(i["column_names"]),
+                    bool(i["unique"]),
+                    _options(i.get("dialect_options")),
+                )
+                for i in db.get_indexes(table)
+            )
+            foreign = sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in db.get_foreign_keys(table)
+            )
+            unique = sorted(tuple(u["column_names"]) for u in db.get_unique_constraints(table))
+            checks = sorted(c["sqltext"] for c in db.get_check_constraints(table))
+            key = db.get_pk_constraint(table)
+            rows = sorted(map(tuple, conn.execute(text(f"SELECT * FROM {table}")).all()), key=repr)
+            found[table] = {
+                "columns": columns,
+                "primary key": tuple(key["constrained_columns"]),
+                "indexes": indexes,
+                "foreign keys": foreign,
+                "unique": unique,
+                "checks": checks,
+                "rows": rows,
+            }
+    engine.dispose()
+    return found
+
+
+def test_a_new_store_created_from_schema_py_equals_the_replayed_revisions(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    created = open_metadata_store(db_url, Settings.from_env(env={}, home=tmp_path))
+    try:
+        done = migrate.upgrade(created)
+    finally:
+        created.dispose()
+    assert (done.revision, done.state, done.applied) == (HEAD, "current", revisions.known())
+    with store_url(backend, tmp_path / "replayed") as other:
+        replayed = open_metadata_store(other, Settings.from_env(env={}, home=tmp_path))
+        try:
+            from alembic import command
+
+            with replayed.migrating() as conn:
+                command.upgrade(migrate._config(conn), HEAD)
+        finally:
+            replayed.dispose()
+        assert _layout(db_url) == _layout(other)
+
+
+def test_creating_a_new_store_does_not_import_alembic(settings: Settings) -> None:
+    code = (
+        "import sys; from pathlib import Path; from modelvault import Registry, Settings;"
+        f"s = Settings.from_env(env={{'MODELVAULT_DB': {settings.db!r}}}, "
+        f"home=Path({str(settings.home)!r}));"
+        "r = Registry(settings=s); print(r.upgrade_schema().state, r.schema_status().state);"
+        "r.models(); r.close(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["current", "current", "False"]
+
+
 def test_schema_py_and_the_migration_head_agree(reg: Registry) -> None:
-    assert reg.upgrade_schema().revision == HEAD
+    from alembic import command
+
+    with reg._ctx.store.migrating() as conn:  # replayed: a new store is built from schema.py
+        command.upgrade(migrate._config(conn), HEAD)
     engine = engine_for(reg.settings.db)
     with engine.connect() as conn:
         diff = compare_metadata(
@@ -76,9 +167,8 @@ def test_a_store_from_before_migrations_is_stamped_then_upgraded(
     assert reg.schema_status().state == "unversioned"
     done = reg.upgrade_schema()
     assert (done.stamped, done.revision, done.state) == ("0001", HEAD, "current")
-    from modelvault.store.migrate import _scripts
-
-    chain = [s.revision for s in _scripts().walk_revisions()][::-1]  # oldest first
+    scripts = ScriptDirectory(str(migrate.SCRIPTS))
+    chain = [s.revision for s in scripts.walk_revisions()][::-1]  # oldest first
     assert done.applied == tuple(chain[1:])
     v = reg.register("m", write_model(tmp_path, "a", b"a"), capture_environment=False)
     assert reg.get("m:1") == v
@@ -140,8 +230,14 @@ def test_drafting_the_next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(migrate, "SCRIPTS", scripts)
-    path = migrate.draft_revision("add the next thing")
+    extra = Table("mv_next_thing", schema.metadata, Column("id", Integer, primary_key=True))
+    try:
+        path = migrate.draft_revision("add the next thing")
+    finally:
+        schema.metadata.remove(extra)
     number = f"{int(HEAD) + 1:04d}"
     assert path == scripts / "versions" / f"{number}_add_the_next_thing.py"
     body = path.read_text()
     assert f"revision = {number!r}" in body and f"down_revision = {HEAD!r}" in body
+    # drafted against the replayed revisions, so it holds exactly what schema.py adds
+    assert body.count("op.create_table(") == 1 and "'mv_next_thing'" in body

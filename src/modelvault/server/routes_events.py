@@ -78,9 +78,11 @@ def dead_letters(
 def deliver_in_background(registry: Registry, stop: threading.Event) -> threading.Thread:
     """Deliver due webhooks until *stop* is set (several servers may run this at once: each
     event goes out once per webhook, see docs/events.md)."""
-    from ..events.delivery import Deliverer
 
     def run() -> None:
+        # imported here (with httpx) so that the server answers while this thread loads it
+        from ..events.delivery import Deliverer
+
         deliverer = Deliverer(registry._ctx)
         try:
             deliverer.run_forever(stop)

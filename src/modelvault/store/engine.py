@@ -54,13 +54,13 @@ class MetadataStore:
         """Bring the schema to this release's head; once at head, this reads one row."""
         if self._ready:
             return
-        if self._recorded_revision() != HEAD:
+        if self.recorded_revision() != HEAD:
             from .migrate import upgrade
 
             upgrade(self)
         self._ready = True
 
-    def _recorded_revision(self) -> str | None:
+    def recorded_revision(self) -> str | None:
         with self._transaction(_NO_BEGIN) as conn:
             try:
                 return conn.execute(_REVISION).scalar()

@@ -1,8 +1,10 @@
-"""Bringing a metadata database to the schema this release expects, with alembic.
+"""Bringing a metadata database to the schema this release expects.
 
-Only imported when the recorded revision is not ``HEAD``: the upgrade runs in one transaction
-holding the backend's migration lock, so of several processes starting at once exactly one
-migrates. ``python -m modelvault.store.migrate revision -m MESSAGE`` drafts the next revision.
+The upgrade runs in one transaction holding the backend's migration lock, so of several
+processes starting at once exactly one migrates. A new database is created at ``HEAD``
+without alembic (``revisions.py``); alembic is imported only to run revisions on an existing
+database behind ``HEAD``. ``python -m modelvault.store.migrate revision -m MESSAGE`` drafts
+the next revision.
 """
 
 from __future__ import annotations
@@ -12,16 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection
 
 from ..domain import SchemaStatus
 from ..errors import StoreError
-from . import schema
+from . import revisions
 from .migrations import HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
     from .engine import MetadataStore
 
@@ -40,71 +41,58 @@ def _config(conn: Connection | None = None) -> Config:
     return config
 
 
-def _scripts() -> ScriptDirectory:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(_config())
-
-
-def _inspect(conn: Connection, scripts: ScriptDirectory) -> tuple[str | None, str]:
-    """The revision the database records, and its state (see ``SchemaStatus``)."""
-    tables = set(inspect(conn).get_table_names())
-    if "alembic_version" in tables:
-        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        known = {s.revision for s in scripts.walk_revisions()}
-        if revision not in known:
-            return revision, "ahead"
-        return revision, "current" if revision == HEAD else "behind"
-    if schema.audit_head.name not in tables:
-        return None, "empty"
-    marked = conn.execute(
-        select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
-    ).scalar()
-    if marked != "1":
-        raise StoreError(
-            f"the metadata store holds modelvault tables of an unknown schema version "
-            f"({marked!r}) and no migration record; refusing to touch it"
-        )
-    return None, "unversioned"
-
-
 def status(store: MetadataStore) -> SchemaStatus:
-    """Where the schema stands, changing nothing."""
-    scripts = _scripts()
+    """Where the schema stands, changing nothing (without importing alembic)."""
     with store.inspecting() as conn:
-        revision, state = _inspect(conn, scripts)
+        revision, state = revisions.inspect_state(conn)
     return SchemaStatus(db=store.display_url, revision=revision, head=HEAD, state=state)
 
 
 def upgrade(store: MetadataStore) -> SchemaStatus:
-    """Bring the schema to ``HEAD`` (a no-op when it is there), under the migration lock."""
-    from alembic import command
+    """Bring the schema to ``HEAD`` (a no-op when it is there), under the migration lock.
 
-    scripts = _scripts()
+    A database at ``HEAD`` costs one read, and an empty one is created from ``schema.py``
+    in one step; only a database behind ``HEAD`` imports alembic to run the revisions."""
+    if store.recorded_revision() == HEAD:
+        return SchemaStatus(db=store.display_url, revision=HEAD, head=HEAD, state="current")
     with store.migrating() as conn:
         # read under the lock: another process may have just migrated
-        before, state = _inspect(conn, scripts)
+        before, state = revisions.inspect_state(conn)
         if state == "ahead":
             raise StoreError(
                 f"the metadata store's schema is at revision {before}, which this release of "
                 f"modelvault does not know (its newest is {HEAD}): upgrade modelvault"
             )
         stamped = None
-        if state == "unversioned":
-            command.stamp(_config(conn), UNVERSIONED_REVISION)
-            before = stamped = UNVERSIONED_REVISION
-        if before != HEAD:
-            command.upgrade(_config(conn), HEAD)
-        after, state = _inspect(conn, scripts)
-    applied = [s.revision for s in scripts.iterate_revisions(after, before or "base")]
+        applied: tuple[str, ...] = ()
+        if state == "empty":
+            applied = revisions.create(conn)
+        elif state != "current":
+            applied, stamped = _run_revisions(conn, before, state)
+        after, state = revisions.inspect_state(conn)
     return SchemaStatus(
         db=store.display_url,
         revision=after,
         head=HEAD,
         state=state,
-        applied=tuple(reversed(applied)),
+        applied=applied,
         stamped=stamped,
     )
+
+
+def _run_revisions(
+    conn: Connection, before: str | None, state: str
+) -> tuple[tuple[str, ...], str | None]:
+    """Alembic's upgrade to ``HEAD`` (after stamping an unversioned database at 0001)."""
+    from alembic import command
+
+    stamped = None
+    if state == "unversioned":
+        command.stamp(_config(conn), UNVERSIONED_REVISION)
+        before = stamped = UNVERSIONED_REVISION
+    command.upgrade(_config(conn), HEAD)
+    chain = revisions.known()
+    return chain[chain.index(before) + 1 :] if before in chain else chain, stamped
 
 
 def draft_revision(message: str) -> Path:
@@ -119,7 +107,9 @@ def draft_revision(message: str) -> Path:
         url = f"sqlite:///{tmp}/draft.db"
         store = open_metadata_store(url, Settings.from_env(env={}, home=Path(tmp)))
         try:
-            upgrade(store)
+            with store.migrating() as conn:
+                # replay the revisions: a database created from schema.py has no difference
+                command.upgrade(_config(conn), HEAD)
             with store.migrating() as conn:
                 script = command.revision(
                     _config(conn), message=message, autogenerate=True, rev_id=number
