@@ -160,6 +160,10 @@ def _read_endpoints(project: str) -> list[str]:
         f"{p}/environments",
         f"{p}/deployments",
         f"{p}/deployments?environment=production",
+        f"{p}/refs/fraud:1/evaluations",
+        f"{p}/refs/fraud:1/gate",
+        f"{p}/refs/fraud:1/lineage",
+        f"{p}/snapshots",
     ]
 
 

@@ -5,13 +5,14 @@ Registration hashes the files here, asks the server which blobs it lacks, upload
 (large files in resumable chunks), then registers the version from its manifest; code and
 environment are captured on this machine, where the model was made. Pulls verify every file's
 digest as it is written. Deployment specs read from a file are sent as their document; a
-gateway reads the store directly, so it runs where the store is. Methods not served yet
-(evaluations, snapshots, retention) say so in one line.
+gateway reads the store directly, so it runs where the store is; the server runs no models,
+so ``evaluate`` stays where the model runs. Methods not served yet (making snapshots, run
+artifacts, retention) say so in one line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +42,17 @@ from ..refs import parse_ref
 from ..registry import ProgressFactory, Registry
 from ..settings import Settings
 from ..timeutil import Clock, to_text
-from ..tracking.records import MetricPoint, Run
+from ..tracking.records import (
+    BehaviourComparison,
+    EvaluationReport,
+    GateReport,
+    Lineage,
+    MetricPoint,
+    Run,
+    RunComparison,
+    Snapshot,
+    SnapshotDiff,
+)
 from ..wire import from_json
 from .blobs import RemoteBlobStore, file_digest
 from .http import Transport
@@ -798,3 +809,109 @@ class RemoteRegistry(Registry):
             "serving a gateway (it reads the store directly: run `modelvault gateway` where "
             "the registry's store is)"
         )
+
+    # -- evaluations, gates, lineage, snapshots ---------------------------------------------
+    def _ref_path(self, ref: str, tail: str) -> str:
+        project, rest = self._split(ref)
+        return f"/projects/{_seg(project)}/refs/{_seg(rest)}/{tail}"
+
+    @staticmethod
+    def _set_ref(eval_set: Snapshot | str | Path) -> str:
+        if isinstance(eval_set, Snapshot):
+            return f"{eval_set.name}@{eval_set.digest}"
+        if isinstance(eval_set, Path):
+            raise InvalidInput(
+                "snapshotting a path is not available through a server yet: give the "
+                "evaluation set as a snapshot reference (NAME@DIGEST)",
+                field="eval_set",
+            )
+        return eval_set
+
+    def record_evaluation(
+        self,
+        ref: str,
+        eval_set: Snapshot | str,
+        *,
+        metrics: Mapping[str, float],
+        latency_ms: Mapping[str, float] | Sequence[float] | None = None,
+        cost_per_request: float | None = None,
+        outputs: Sequence[Any] | None = None,
+        label_column: str = "label",
+    ) -> EvaluationReport:
+        latency: Any = latency_ms
+        if latency_ms is not None:
+            latency = dict(latency_ms) if isinstance(latency_ms, Mapping) else list(latency_ms)
+        data = self._http.call(
+            "POST",
+            self._ref_path(ref, "evaluations"),
+            json={
+                "eval_set": self._set_ref(eval_set),
+                "metrics": dict(metrics),
+                "latency_ms": latency,
+                "cost_per_request": cost_per_request,
+                "outputs": as_json(list(outputs)) if outputs is not None else None,
+                "label_column": label_column,
+            },
+        )
+        return from_json(EvaluationReport, data)
+
+    def evaluations(self, ref: str) -> list[EvaluationReport]:
+        data = self._http.call("GET", self._ref_path(ref, "evaluations"))
+        return [from_json(EvaluationReport, r) for r in data]
+
+    def evaluate(self, ref: str, eval_set: Snapshot | str | Path, **_: Any) -> EvaluationReport:
+        self._unsupported(
+            "running an evaluation (measure where the model runs, then record_evaluation)"
+        )
+
+    def compare(
+        self,
+        a: str,
+        b: str,
+        *,
+        eval_set: Snapshot | str | Path,
+        label_column: str = "label",
+        top: int = 10,
+        trusted: bool = False,
+    ) -> BehaviourComparison:
+        """From both versions' reports on the set that hold outputs (the server runs no
+        models: record them first)."""
+        pa, ra = self._split(a)
+        pb, rb = self._split(b)
+        if pa != pb:
+            self._unsupported("comparing versions of two projects")
+        data = self._http.call(
+            "GET",
+            f"/projects/{_seg(pa)}/compare",
+            params={"a": ra, "b": rb, "eval_set": self._set_ref(eval_set), "top": top},
+        )
+        return from_json(BehaviourComparison, data)
+
+    def check_gate(self, ref: str, to: str = "production") -> GateReport:
+        data = self._http.call("GET", self._ref_path(ref, "gate"), params={"to": to})
+        return from_json(GateReport, data)
+
+    def lineage(self, ref: str) -> Lineage:
+        return from_json(Lineage, self._http.call("GET", self._ref_path(ref, "lineage")))
+
+    def compare_runs(self, run_ids: Iterable[str], *, project: str | None = None) -> RunComparison:
+        data = self._http.call(
+            "GET", f"/projects/{self._p(project)}/runs/compare", params={"run": list(run_ids)}
+        )
+        return from_json(RunComparison, data)
+
+    def get_snapshot(self, ref: str, *, project: str | None = None) -> Snapshot:
+        data = self._http.call("GET", f"/projects/{self._p(project)}/snapshots/{_seg(ref)}")
+        return from_json(Snapshot, data)
+
+    def snapshots(self, *, name: str | None = None, project: str | None = None) -> list[Snapshot]:
+        data = self._http.call(
+            "GET", f"/projects/{self._p(project)}/snapshots", params={"name": name}
+        )
+        return [from_json(Snapshot, s) for s in data]
+
+    def diff_snapshots(self, a: str, b: str, *, project: str | None = None) -> SnapshotDiff:
+        data = self._http.call(
+            "GET", f"/projects/{self._p(project)}/snapshot-diff", params={"a": a, "b": b}
+        )
+        return from_json(SnapshotDiff, data)

@@ -24,6 +24,7 @@ from . import (
     routes_audit,
     routes_blobs,
     routes_deploy,
+    routes_evaluations,
     routes_events,
     routes_registry,
     routes_runs,
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(routes_events.router)
     app.include_router(routes_runs.router)
     app.include_router(routes_deploy.router)
+    app.include_router(routes_evaluations.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

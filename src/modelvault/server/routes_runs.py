@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
-from ..tracking.records import MetricPoint, Run
+from ..tracking.records import MetricPoint, Run, RunComparison
 from .auth import Caller, caller
 from .bodies import Body, ok
 
@@ -72,6 +72,12 @@ def listing(
 ) -> Response:
     reg = who.read(project)
     return ok(reg.runs(experiment=experiment, status=status, limit=limit, project=project))
+
+
+@router.get("/compare", responses={200: {"model": RunComparison}})
+def compare(project: str, who: Who, run: Annotated[list[str], Query(max_length=1000)]) -> Response:
+    """Runs side by side: every param and metric key, its value in each run."""
+    return ok(who.read(project).compare_runs(run, project=project))
 
 
 @router.get("/{run_id}", responses={200: {"model": Run}})

@@ -57,6 +57,12 @@ def _check_latency(latency: Mapping[str, Any]) -> dict[str, float]:
 
 
 def outputs_blob(labels: Sequence[Any], outputs: Sequence[Any]) -> bytes:
+    if len(outputs) != len(labels):
+        raise InvalidInput(
+            f"{len(outputs)} outputs for an evaluation set of {len(labels)} examples: give one "
+            "output per example",
+            field="outputs",
+        )
     lines = [
         canonical_json({"i": i, "label": plain(y), "output": plain(o)}).decode("utf-8")
         for i, (y, o) in enumerate(zip(labels, outputs, strict=True))
