@@ -7,7 +7,7 @@ environment are captured on this machine, where the model was made. Pulls verify
 digest as it is written. Deployment specs read from a file are sent as their document; a
 gateway reads the store directly, so it runs where the store is; the server runs no models,
 so ``evaluate`` stays where the model runs. Methods not served yet (making snapshots, run
-artifacts, retention) say so in one line.
+artifacts, registering from a run) say so in one line.
 """
 
 from __future__ import annotations
@@ -915,3 +915,60 @@ class RemoteRegistry(Registry):
             "GET", f"/projects/{self._p(project)}/snapshot-diff", params={"a": a, "b": b}
         )
         return from_json(SnapshotDiff, data)
+
+    # -- retention --------------------------------------------------------------------------
+    def hold(self, ref: str, *, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "POST", self._ref_path(ref, "hold"), json={"reason": reason}
+        )
+        return result
+
+    def release_hold(self, ref: str, *, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "DELETE", self._ref_path(ref, "hold"), params={"reason": reason}
+        )
+        return result
+
+    def holds(self) -> list[dict[str, Any]]:
+        """Legal holds in every project this token may read."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/holds")
+        return result
+
+    def delete_artifact(self, ref: str, *, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "DELETE", self._ref_path(ref, "artifact"), params={"reason": reason}
+        )
+        return result
+
+    def prune(
+        self, model: str, *, keep_last: int, reason: str | None = None, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        project, name = self._model(model)
+        result: list[dict[str, Any]] = self._http.call(
+            "POST",
+            f"/projects/{_seg(project)}/models/{_seg(name)}/prune",
+            json={"keep_last": keep_last, "reason": reason, "dry_run": dry_run},
+        )
+        return result
+
+    def restore(self, ref: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("POST", self._ref_path(ref, "restore"))
+        return result
+
+    def archive_of(self, ref: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._http.call("GET", self._ref_path(ref, "archive"))
+        return result
+
+    def apply_retention(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """The server's retention policy, applied by the server (global admins)."""
+        result: list[dict[str, Any]] = self._http.call(
+            "POST", "/retention/apply", json={"dry_run": dry_run}
+        )
+        return result
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, Any]:
+        """The server's garbage collection (global admins)."""
+        result: dict[str, Any] = self._http.call(
+            "POST", "/gc", json={"dry_run": dry_run, "grace_seconds": grace_seconds}
+        )
+        return result

@@ -27,6 +27,7 @@ from . import (
     routes_evaluations,
     routes_events,
     routes_registry,
+    routes_retention,
     routes_runs,
     transfers,
 )
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(routes_runs.router)
     app.include_router(routes_deploy.router)
     app.include_router(routes_evaluations.router)
+    app.include_router(routes_retention.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
