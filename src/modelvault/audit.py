@@ -249,8 +249,8 @@ def row_to_event(row: Any, *, as_hashed: bool = False) -> AuditEvent:
     )
 
 
-def _rows(conn: Connection, batch: int = 5000) -> Iterator[Any]:
-    last = 0
+def _rows(conn: Connection, after: int = 0, batch: int = 5000) -> Iterator[Any]:
+    last = after
     query = select(_A, _AP.c.actor.label("clear_actor"), _AP.c.salt).select_from(
         _A.outerjoin(_AP, _AP.c.seq == _A.c.seq)
     )
@@ -280,16 +280,23 @@ def _recompute(row: Any, before: Any, after: Any) -> str:
     )
 
 
-def verify(conn: Connection, personal: list[tuple[int, str]] | None = None) -> AuditVerification:
+def verify(
+    conn: Connection,
+    personal: list[tuple[int, str]] | None = None,
+    *,
+    resume: tuple[int, str] | None = None,
+) -> AuditVerification:
     """Recompute the chain from the first event; stop at the first event that does not fit.
 
     With *personal*, also check each clear actor against its event's commitment, and that
     each one missing was erased by an ``audit.erase`` event; the first problem is appended
-    to *personal* (the chain's verdict is not affected: callers report it after the tree's)."""
+    to *personal* (the chain's verdict is not affected: callers report it after the tree's).
+    With *resume* = (n, hash of event n), events 1..n are taken as already verified (by
+    ``auditscan``) and the walk goes on from event n + 1, exactly as it would have."""
     head = conn.execute(select(schema.audit_head.c.seq, schema.audit_head.c.hash)).one()
-    erased = _erased_seqs(conn) if personal is not None else set()
-    expected_seq, prev = 1, GENESIS_HASH
-    count = 0
+    erased = erased_seqs(conn) if personal is not None else set()
+    count, prev = resume if resume is not None else (0, GENESIS_HASH)
+    expected_seq = count + 1
 
     def bad(seq: int, problem: str) -> AuditVerification:
         return AuditVerification(
@@ -301,7 +308,7 @@ def verify(conn: Connection, personal: list[tuple[int, str]] | None = None) -> A
             problem=problem,
         )
 
-    for row in _rows(conn):
+    for row in _rows(conn, count):
         if row.seq != expected_seq:
             if row.seq > expected_seq:
                 return bad(expected_seq, f"event {expected_seq} is missing (next is {row.seq})")
@@ -321,7 +328,9 @@ def verify(conn: Connection, personal: list[tuple[int, str]] | None = None) -> A
             # (a scheme-2 event keeps its actor only as a commitment: the field stays empty)
             return bad(row.seq, f"event {row.seq} was altered (its hash does not match)")
         if personal is not None and not personal and row.scheme == COMMITTED:
-            problem = _personal_problem(row, erased)
+            problem = personal_problem(
+                row.seq, row.clear_actor, row.salt, row.actor_commitment, erased
+            )
             if problem is not None:
                 personal.append((row.seq, problem))
         prev = row.hash
@@ -353,7 +362,8 @@ def seq_ranges(seqs: list[int]) -> list[list[int]]:
     return out
 
 
-def _erased_seqs(conn: Connection) -> set[int]:
+def erased_seqs(conn: Connection) -> set[int]:
+    """Sequence numbers whose clear actor an ``audit.erase`` event says was erased."""
     erased: set[int] = set()
     for (after,) in conn.execute(select(_A.c.after).where(_A.c.action == ERASE_ACTION)):
         try:
@@ -365,15 +375,18 @@ def _erased_seqs(conn: Connection) -> set[int]:
     return erased
 
 
-def _personal_problem(row: Any, erased: set[int]) -> str | None:
-    if row.clear_actor is None:
-        if row.seq in erased:
+def personal_problem(
+    seq: int, clear_actor: Any, salt: Any, commitment: Any, erased: set[int]
+) -> str | None:
+    """What is wrong with the personal data of scheme-2 event *seq*, or None."""
+    if clear_actor is None:
+        if seq in erased:
             return None
-        return f"the actor of event {row.seq} was removed without an audit.erase event"
+        return f"the actor of event {seq} was removed without an audit.erase event"
     try:
-        fits = commit_actor(row.salt, row.clear_actor) == row.actor_commitment
+        fits = commit_actor(salt, clear_actor) == commitment
     except (TypeError, ValueError):
         fits = False
     if not fits:
-        return f"the clear actor of event {row.seq} does not match its commitment"
+        return f"the clear actor of event {seq} does not match its commitment"
     return None

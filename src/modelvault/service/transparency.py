@@ -29,6 +29,7 @@ from ..store import schema
 from ..store import statements as sql
 from ..timeutil import from_text, to_text
 from ..witness import Witness, open_witness
+from .auditverify import ChainAndTree, check_chain_and_tree
 from .context import Context
 
 log = logging.getLogger("modelvault")
@@ -277,11 +278,60 @@ def _leaves(conn: Connection) -> Iterator[tuple[int, str, str | None]]:
         last = rows[-1].seq
 
 
-def verify_all(ctx: Context) -> AuditVerification:
-    """Chain, tree, checkpoint signatures and witness agreement; names what failed first."""
+def _walk(
+    conn: Connection, personal: list[tuple[int, str]], tree_size: int, wanted: set[int]
+) -> ChainAndTree:
+    """The reference check: the chain event by event, then every leaf pushed into a frontier
+    (what ``check_chain_and_tree`` must agree with, and falls back to)."""
+    chain = verify_chain(conn, personal)
+    roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
+    if not chain.ok:
+        return ChainAndTree(chain, None, roots)
+    frontier = merkle.Frontier()
+    for seq, event_hash, leaf in _leaves(conn):
+        expected = merkle.leaf_hash(bytes.fromhex(event_hash))
+        if seq <= tree_size and (leaf is None or bytes.fromhex(leaf) != expected):
+            return ChainAndTree(chain, seq, roots)
+        frontier.push(expected)
+        if seq in wanted:
+            roots[seq] = frontier.root()
+    return ChainAndTree(chain, None, roots)
+
+
+def verify_all(
+    ctx: Context, *, processes: int | None = None, reference: bool = False
+) -> AuditVerification:
+    """Chain, tree, checkpoint signatures and witness agreement; names what failed first.
+
+    *processes*: how many processes check the chain and tree (default: by the log's size);
+    *reference*: check them event by event instead (the slow way the fast one must match)."""
     personal: list[tuple[int, str]] = []  # checked with the chain, reported last
     with ctx.store.read() as conn:
-        chain = verify_chain(conn, personal)
+        stored = list_checkpoints(conn)
+        witness: Witness | None = None
+        seen: list[cps.Checkpoint] = []
+        unreadable: str | None = None
+        try:
+            witness = witness_of(ctx)
+            seen = witness.read() if witness is not None else []
+        except (ValueError, ModelVaultError) as exc:
+            unreadable = str(exc)
+        tree_size = _tree_size(conn)
+        wanted = {c.tree_size for c in stored} | {c.tree_size for c in seen} | {tree_size}
+        found = None
+        if not reference:
+            found = check_chain_and_tree(
+                ctx,
+                conn,
+                personal,
+                tree_size=tree_size,
+                wanted=sorted(wanted),
+                processes=processes,
+            )
+        if found is None:
+            personal.clear()
+            found = _walk(conn, personal, tree_size, wanted)
+        chain, roots = found.chain, found.roots
         if not chain.ok:
             return _with(chain, "chain")
         count = chain.events
@@ -297,23 +347,11 @@ def verify_all(ctx: Context) -> AuditVerification:
                 check=check,
             )
 
-        stored = list_checkpoints(conn)
-        try:
-            witness = witness_of(ctx)
-            seen = witness.read() if witness is not None else []
-        except (ValueError, ModelVaultError) as exc:
-            return bad(None, "witness", str(exc))
-        tree_size = _tree_size(conn)
-        wanted = {c.tree_size for c in stored} | {c.tree_size for c in seen} | {tree_size}
-        roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
-        frontier = merkle.Frontier()
-        for seq, event_hash, leaf in _leaves(conn):
-            expected = merkle.leaf_hash(bytes.fromhex(event_hash))
-            if seq <= tree_size and (leaf is None or bytes.fromhex(leaf) != expected):
-                return bad(seq, "tree", f"the tree's leaf for event {seq} does not match the event")
-            frontier.push(expected)
-            if seq in wanted:
-                roots[seq] = frontier.root()
+        if unreadable is not None:
+            return bad(None, "witness", unreadable)
+        if found.bad_leaf is not None:
+            seq = found.bad_leaf
+            return bad(seq, "tree", f"the tree's leaf for event {seq} does not match the event")
         if tree_size > count:
             return bad(
                 count + 1,
