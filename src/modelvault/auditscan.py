@@ -231,14 +231,17 @@ def scan_store(
     end: int,
     tree_size: int,
     wanted: list[int],
-    erased: set[int],
 ) -> Segment:
-    """``scan`` in a process of its own (its own connection to the store at *url*)."""
+    """``scan`` in a process of its own (its own connection to the store at *url*); the
+    erasures are read from the same snapshot as the events, so a concurrent erasure is seen
+    with its ``audit.erase`` event or not at all."""
+    from .audit import erased_seqs
     from .store.engine import open_metadata_store
 
     store = open_metadata_store(url, settings)
     try:
         with store.read() as conn:
+            erased = erased_seqs(conn)
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 return scan(

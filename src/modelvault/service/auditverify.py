@@ -80,9 +80,7 @@ def _scan_all(
         try:
             with ProcessPoolExecutor(len(ranges) - 1, mp_context=spawn) as pool:
                 others = [
-                    pool.submit(
-                        scan_store, ctx.store.url, ctx.settings, a, b, tree_size, wanted, erased
-                    )
+                    pool.submit(scan_store, ctx.store.url, ctx.settings, a, b, tree_size, wanted)
                     for a, b in ranges[1:]
                 ]
                 first = here(*ranges[0])
