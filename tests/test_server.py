@@ -258,9 +258,9 @@ def test_an_upload_cut_off_mid_stream_stores_nothing(server: LiveServer) -> None
     with api(server, server.token("alice")) as c:  # the server is unaffected
         assert c.get("/projects/default/models").status_code == 200
     assert not server.registry._ctx.blobs.exists(digest)
-    spool = server.registry.settings.home / "uploads"
+    staging = server.registry._ctx.blobs.root / "tmp"  # bytes go straight beside the blobs
     deadline = time.monotonic() + 15  # the server notices the hang-up on its own time
-    while [p for p in spool.iterdir() if p.name.startswith(".in-")]:
+    while [p for p in staging.iterdir() if p.name.endswith(".partial")]:
         assert time.monotonic() < deadline, "the cut-off upload's spool file was left behind"
         time.sleep(0.05)
     assert not server.registry._ctx.blobs.exists(digest)
@@ -526,6 +526,7 @@ def test_leftovers_of_interrupted_uploads_are_swept(tmp_path: Path) -> None:
     import os
     import time
 
+    from modelvault.blobs.local import LocalBlobStore
     from modelvault.server import transfers
 
     home = tmp_path / "h"
@@ -533,14 +534,19 @@ def test_leftovers_of_interrupted_uploads_are_swept(tmp_path: Path) -> None:
     old_spool, new_spool = spool / ".in-old", spool / ".in-new"
     old_spool.write_bytes(b"x")
     new_spool.write_bytes(b"y")
-    stale = transfers.open_session(home, "alice", sha(b"a"), 1, None)
-    fresh = transfers.open_session(home, "alice", sha(b"b"), 1, None)
+    blobs = LocalBlobStore(home / "blobs")
+    stale = transfers.open_session(home, blobs, "alice", sha(b"a"), 1, None)
+    fresh = transfers.open_session(home, blobs, "alice", sha(b"b"), 1, None)
     long_ago = time.time() - 30 * 86_400
     os.utime(old_spool, (long_ago, long_ago))
     for p in (stale.path / "session.json", stale.path):
         os.utime(p, (long_ago, long_ago))
-    assert transfers.sweep(home) == 2
+    for session in (stale, fresh):
+        session.data.write_bytes(b"chunk bytes")
+    os.utime(stale.data, (long_ago, long_ago))
+    assert transfers.sweep(home, blobs) == 2
     assert sorted(p.name for p in spool.iterdir()) == sorted([".in-new", fresh.path.name])
+    assert not stale.data.exists() and fresh.data.exists()  # the session's bytes went with it
 
 
 @pytest.mark.parametrize(

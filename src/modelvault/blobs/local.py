@@ -108,6 +108,34 @@ class LocalBlobStore:
             raise
         return PutResult(digest, len(data), stored=True)
 
+    def staging_path(self, name: str | None = None) -> Path:
+        """A temp file beside the blobs (same file system, so ``adopt`` is a rename) for a
+        writer that hashes what it writes: a new empty one, or where the one called *name*
+        is (not created here)."""
+        fd, temp = self._new_temp(name)
+        if fd >= 0:
+            os.close(fd)
+        return temp
+
+    def adopt(self, temp: Path, digest: str, size: int) -> PutResult:
+        """Store the staged file *temp* as blob *digest*: sealed (read-only, fsynced) and
+        renamed into place. The caller has checked that its bytes hash to *digest*."""
+        final = self.path_of(digest)
+        try:
+            if self._holds(final, size):
+                temp.unlink(missing_ok=True)
+                return PutResult(digest, size, stored=False)
+            fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._seal(fd)
+            finally:
+                os.close(fd)
+            self._publish(temp, final)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise store_error(exc, f"blob store {self.root}") from None
+        return PutResult(digest, size, stored=True)
+
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         try:
             data = self.path_of(digest).read_bytes()
@@ -195,7 +223,7 @@ class LocalBlobStore:
                 continue
         return sorted(stale)
 
-    def _new_temp(self) -> tuple[int, Path]:
+    def _new_temp(self, name: str | None = None) -> tuple[int, Path]:
         try:
             if not self._ready:
                 for directory in (self.root, self._blobs, self._tmp):
@@ -203,10 +231,12 @@ class LocalBlobStore:
                         directory.mkdir(parents=True, exist_ok=True)
                         fsync_dir(directory.parent)
                 self._ready = True
-            fd, name = tempfile.mkstemp(prefix="put-", suffix=".partial", dir=self._tmp)
+            if name is None:
+                fd, made = tempfile.mkstemp(prefix="put-", suffix=".partial", dir=self._tmp)
+                return fd, Path(made)
+            return -1, self._tmp / f"{name}.partial"
         except OSError as exc:
             raise store_error(exc, f"blob store {self.root}") from None
-        return fd, Path(name)
 
     @staticmethod
     def _seal(fd: int) -> None:

@@ -9,6 +9,7 @@ when the bytes hash to the digest, so the digest is checked at both ends.
 from __future__ import annotations
 
 import hashlib
+import http.client
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ from ..blobs.base import PutResult, checked_digest
 from ..blobs.copying import materialize
 from ..canonical import sha256_digest
 from ..errors import IntegrityError, StoreError
+from . import download
 from .http import Transport
 
 CHUNKED_FROM = 256 << 20
 CHUNK = 64 << 20
-BLOCK = 1 << 20
+BLOCK = 4 << 20
 Progress = Callable[[int], None]
 
 
@@ -147,22 +149,13 @@ class RemoteBlobStore:
                 if progress is not None:
                     progress(length)
                 continue
-            with open(path, "rb") as f:
-                f.seek(index * step)
-                piece = hashlib.sha256()
-                left = length
-                while left > 0:
-                    block = f.read(min(BLOCK, left))
-                    piece.update(block)
-                    left -= len(block)
+            # no per-chunk digest: hashing each chunk would be a second pass over the file,
+            # and the server checks the whole against the digest before storing anything
             self.transport.call(
                 "PUT",
                 f"/uploads/{session['id']}/chunks/{index}",
                 content=_read(path, index * step, length, progress),
-                headers={
-                    "Content-Length": str(length),
-                    "X-Chunk-Sha256": "sha256:" + piece.hexdigest(),
-                },
+                headers={"Content-Length": str(length)},
             )
         result: dict[str, Any] = self.transport.call("POST", f"/uploads/{session['id']}/complete")
         return result
@@ -177,7 +170,24 @@ class RemoteBlobStore:
         return data
 
     def copy_to(self, digest: str, dest: Path, *, progress: Progress | None = None) -> int:
-        with self.transport.stream(f"/blobs/{checked_digest(digest)}") as response:
+        path = f"/blobs/{checked_digest(digest)}"
+        client = self.transport.client
+        if download.usable(self.transport.url):
+            headers = {k: v for k, v in client.headers.items() if k.lower() == "authorization"}
+            timeout = client.timeout.read or 60.0
+            with download.get(self.transport.url, path, headers, timeout) as raw:
+                length = raw.getheader("content-length")
+                try:
+                    return materialize(
+                        raw,
+                        digest,
+                        Path(dest),
+                        expected_size=int(length) if length else None,
+                        progress=progress,
+                    )
+                except http.client.HTTPException as exc:
+                    raise StoreError(f"transfer from {self.transport.url} failed: {exc}") from None
+        with self.transport.stream(path) as response:
             expected = response.headers.get("content-length")
             return materialize(
                 _Chunks(response.iter_raw()),

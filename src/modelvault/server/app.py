@@ -118,7 +118,7 @@ def create_app(
     threads: list[threading.Thread] = []
 
     def started() -> None:  # webhooks go out from the outbox while the server runs
-        transfers.sweep(registry.settings.home)  # leftovers of interrupted uploads
+        transfers.sweep(registry.settings.home, registry._ctx.blobs)  # interrupted uploads
         threads.append(routes_events.deliver_in_background(registry, stop))
 
     def stopped() -> None:

@@ -135,15 +135,18 @@ def presigned(digest: str, who: Who, method: str = "GET") -> Response:
 def start_upload(body: UploadBody, who: Who) -> Response:
     """Open (or find again) the chunked upload of one blob."""
     _may_upload(who)
-    home = who.base._ctx.settings.home
-    session = transfers.open_session(home, who.user, body.digest, body.size, body.chunk_size)
+    ctx = who.base._ctx
+    session = transfers.open_session(
+        ctx.settings.home, ctx.blobs, who.user, body.digest, body.size, body.chunk_size
+    )
     return ok(session.describe(), status=201)
 
 
 @router.get("/uploads/{upload_id}")
 def upload_state(upload_id: str, who: Who) -> Response:
     _may_upload(who)
-    return ok(transfers.find_session(who.base._ctx.settings.home, upload_id).describe())
+    ctx = who.base._ctx
+    return ok(transfers.find_session(ctx.settings.home, ctx.blobs, upload_id).describe())
 
 
 @router.put("/uploads/{upload_id}/chunks/{index}", openapi_extra=_STREAM)
@@ -155,7 +158,8 @@ async def upload_chunk(
     x_chunk_sha256: Annotated[str | None, Header()] = None,
 ) -> Response:
     _may_upload(who)
-    session = transfers.find_session(who.base._ctx.settings.home, upload_id)
+    ctx = who.base._ctx
+    session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id)
     return ok(await transfers.receive_chunk(session, index, request.stream(), x_chunk_sha256))
 
 
@@ -163,5 +167,5 @@ async def upload_chunk(
 def complete_upload(upload_id: str, who: Who) -> Response:
     _may_upload(who)
     ctx = who.base._ctx
-    session = transfers.find_session(ctx.settings.home, upload_id)
+    session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id)
     return ok(transfers.complete(session, ctx.blobs), status=201)
