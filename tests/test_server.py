@@ -3,8 +3,10 @@ transfers (digests, resumable chunks, cut-off uploads) and bad input, over real 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 
 from modelvault import Forbidden, IntegrityError, NotFound, Settings
 from modelvault.errors import Unauthenticated
-from modelvault.remote import RemoteRegistry
+from modelvault.remote import INLINE_FILE, RemoteRegistry
 from modelvault.service import identity
 
 from .conftest import FakeClock, write_model
@@ -98,7 +100,7 @@ def test_remote_sdk_round_trip(server: LiveServer, tmp_path: Path) -> None:
     local = server.registry
     assert local.get("fraud:1") == v  # the same record, the same type
     sent: list[str] = []
-    alice._http.client.event_hooks["request"] = [lambda r: sent.append(r.method)]
+    alice._http.on_request.append(lambda method, path: sent.append(method))
     again = alice.register("fraud", src, capture_environment=False)
     assert again.artifact_digest == v.artifact_digest
     assert "PUT" not in sent  # the server had every blob: nothing was uploaded again
@@ -266,24 +268,52 @@ def test_an_upload_cut_off_mid_stream_stores_nothing(server: LiveServer) -> None
     assert not server.registry._ctx.blobs.exists(digest)
 
 
-def test_a_registration_takes_three_requests(server: LiveServer, tmp_path: Path) -> None:
-    """Which blobs are missing, the new file, the version with its manifest inline; the
-    environment's package list is asked about once per client, known blobs not again."""
+def test_a_small_registration_is_one_request(server: LiveServer, tmp_path: Path) -> None:
+    """Small files travel inline with the version; a larger one is asked about and uploaded
+    first; the environment's package list is asked about once per client, known blobs not
+    again."""
     alice = server.client("alice")
     assert isinstance(alice, RemoteRegistry)
     alice.register("fraud", write_model(tmp_path, "a", b"first"))
     sent: list[str] = []
-    alice._http.client.event_hooks["request"] = [
-        lambda r: sent.append(f"{r.method} {r.url.path.split('/')[3]}")
-    ]
+    alice._http.on_request.append(
+        lambda method, path: sent.append(f"{method} {path.split('/')[1]}")
+    )
     v = alice.register("fraud", write_model(tmp_path, "b", b"second"), metrics={"auc": 0.9})
-    assert sent == ["POST blobs", "PUT blobs", "POST projects"], sent
+    assert sent == ["POST projects"], sent
     assert v.environment is not None and v.environment.packages_digest
     assert alice.pull(v.ref, tmp_path / "out").files == ("model.bin",)
     assert (tmp_path / "out" / "model.bin").read_bytes() == b"second"
     sent.clear()
     alice.register("fraud", write_model(tmp_path, "c", b"second"))  # identical bytes
     assert sent == ["POST projects"]
+    sent.clear()
+    big = os.urandom(INLINE_FILE + 1)
+    w = alice.register("fraud", write_model(tmp_path, "d", big))
+    assert sent == ["POST blobs", "PUT blobs", "POST projects"], sent
+    assert alice.pull(w.ref, tmp_path / "out-d").files == ("model.bin",)
+    assert (tmp_path / "out-d" / "model.bin").read_bytes() == big
+
+
+def test_inline_files_are_stored_only_under_their_own_digest(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    token = server.token("alice")
+    blobs = server.registry._ctx.blobs
+    good, evil = b"honest bytes", b"other bytes"
+    body = {"manifest_text": None, "blobs": {sha(good): base64.b64encode(evil).decode()}}
+    with api(server, token) as c:
+        answer = c.post("/projects/default/models/m/versions", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "integrity"
+        assert "hashes to" in answer.json()["error"]["message"]
+        bad = c.post(
+            "/projects/default/models/m/versions", json={"blobs": {sha(good): "not base64!"}}
+        )
+        assert bad.status_code == 400, bad.text
+        assert "not valid base64" in bad.json()["error"]["message"]
+    assert not blobs.exists(sha(good)) and not blobs.exists(sha(evil))
+    assert server.registry.models() == []  # nothing half-registered
 
 
 def test_chunked_upload_resumes_without_resending_finished_chunks(

@@ -28,10 +28,24 @@ def _empty_map() -> Mapping[str, Any]:
     return MappingProxyType({})
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def as_json(value: Any) -> Any:
     """Plain JSON-ready data for a domain object (dataclasses, mappings, times, enums)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = type(value)
+    if cls in _PLAIN:  # the common case first: the server answers every request through here
+        return value
+    if cls in _FIELDS or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return {name: as_json(getattr(value, name)) for name in _field_names(cls)}
     if isinstance(value, Mapping):
         return {str(k): as_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

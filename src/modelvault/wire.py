@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -33,40 +33,60 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_json(cls: type[T], data: Any) -> T:
     """The instance of dataclass *cls* that ``as_json`` turned into *data*."""
-    return typing.cast(T, _decode(cls, data))
+    return typing.cast(T, _decoder(typing.cast(Any, cls))(data))
 
 
-def _decode(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _same(value: Any) -> Any:
+    return value
+
+
+def _optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else inner(value)
+
+
+@functools.cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """A function turning JSON into *tp*, built once per type (the remote SDK decodes every
+    answer through here, so the type hints are read once, not on every call)."""
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode(options[0], value) if len(options) == 1 else value
+        return _optional(_decoder(options[0]) if len(options) == 1 else _same)
     if origin is tuple:
         args = typing.get_args(tp)
-        item = args[0] if args else Any
-        return tuple(_decode(item, v) for v in value)
+        item = _decoder(args[0] if args else Any)
+        return _optional(lambda value: tuple(item(v) for v in value))
     if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_decode(item, v) for v in value]
+        (arg,) = typing.get_args(tp) or (Any,)
+        each = _decoder(arg)
+        return _optional(lambda value: [each(v) for v in value])
     if origin in (Mapping, dict) or tp is Mapping:
         args = typing.get_args(tp)
-        inner = args[1] if len(args) == 2 else Any
-        decoded = {k: _decode(inner, v) for k, v in value.items()}
-        return decoded if origin is dict else frozen_map(decoded)
+        inner = _decoder(args[1] if len(args) == 2 else Any)
+        if origin is dict:
+            return _optional(lambda value: {k: inner(v) for k, v in value.items()})
+        return _optional(lambda value: frozen_map({k: inner(v) for k, v in value.items()}))
     if tp is datetime:
-        return from_text(value)
+        return _optional(from_text)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = _hints(tp)
-        return tp(
-            **{
-                f.name: _decode(hints[f.name], value[f.name])
-                for f in dataclasses.fields(tp)
-                if f.name in value
-            }
-        )
-    return value
+        return _optional(_dataclass_decoder(tp))
+    return _same
+
+
+def _dataclass_decoder(cls: type) -> Callable[[Any], Any]:
+    spec: tuple[tuple[str, Callable[[Any], Any]], ...] | None = None
+
+    def decode(value: Any) -> Any:
+        nonlocal spec
+        fields = spec
+        if fields is None:  # built on first use: a field's type may name this very class
+            hints = _hints(cls)
+            fields = spec = tuple(
+                (f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls)
+            )
+        return cls(**{name: fn(value[name]) for name, fn in fields if name in value})
+
+    return decode
 
 
 _BY_CODE: dict[str, type[ModelVaultError]] = {c.code: c for c in ERROR_CLASSES}

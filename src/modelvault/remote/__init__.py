@@ -1,8 +1,10 @@
 """The remote registry: ``Registry("http://host:7310", token=...)`` speaks to a modelvault
 server with the same methods, return types and exceptions as a local registry.
 
-Registration hashes the files here, asks the server which blobs it lacks, uploads only those
-(large files in resumable chunks), then registers the version from its manifest; code and
+Registration hashes the files here. Small files (up to ``INLINE_FILE`` bytes each,
+``INLINE_TOTAL`` in all) travel inside the registration request, so a typical version is one
+request; for larger ones it asks the server which blobs it lacks and uploads only those (large
+files in resumable chunks), then registers the version from its manifest; code and
 environment are captured on this machine, where the model was made. Pulls verify every file's
 digest as it is written. Deployment specs read from a file are sent as their document; a
 gateway reads the store directly, so it runs where the store is; the server runs no models,
@@ -12,6 +14,7 @@ artifacts, registering from a run) say so in one line.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from ..canonical import sha256_digest
 from ..deploy.records import Deployment, Environment, RolloutStatus
 from ..domain import (
     AliasInterval,
@@ -57,7 +61,10 @@ from ..wire import from_json
 from .blobs import RemoteBlobStore, file_digest
 from .http import Transport
 
-__all__ = ["RemoteRegistry"]
+__all__ = ["INLINE_FILE", "INLINE_TOTAL", "RemoteRegistry"]
+
+INLINE_FILE = 256 << 10  # a file this small is sent with the version, not uploaded apart
+INLINE_TOTAL = 4 << 20  # and no more than this much inline per registration
 
 
 def _seg(text: str) -> str:
@@ -215,16 +222,29 @@ class RemoteRegistry(Registry):
         if kind == "config" and path is not None and config is None:
             config = read_config(Path(path))
         manifest_text = None
+        inline: dict[str, str] = {}  # digest -> base64 of a small file's bytes
         if req.path is not None:
             scanned = scan(req.path)
             tick = progress(2 * sum(f.size for f in scanned)) if progress else None
             entries = []
+            room = INLINE_TOTAL
             for item in scanned:
-                digest = file_digest(item.source)
+                data = None
+                if item.size <= INLINE_FILE and item.size <= room:
+                    data = item.source.read_bytes()
+                    digest = sha256_digest(data)
+                else:
+                    digest = file_digest(item.source)
                 if tick is not None:
                     tick(item.size)
                 entries.append(FileEntry(item.path, item.size, digest, item.mode))
-            wanted = list(dict.fromkeys(e.digest for e in entries))
+                fresh = digest not in self._blobs.present and digest not in inline
+                if data is not None and len(data) == item.size and fresh:
+                    inline[digest] = base64.b64encode(data).decode("ascii")
+                    room -= item.size
+            # small files go inline with the version; the others are uploaded first, unless
+            # the server already has them
+            wanted = list(dict.fromkeys(e.digest for e in entries if e.digest not in inline))
             lacking = set(self._blobs.missing(wanted)) if wanted else set()
             sizes = {
                 e.digest: (item.source, e.size) for e, item in zip(entries, scanned, strict=True)
@@ -235,6 +255,9 @@ class RemoteRegistry(Registry):
                     self._blobs.upload(source, digest, size, tick)
                 elif tick is not None:
                     tick(size)
+            for digest in inline:
+                if tick is not None:
+                    tick(sizes[digest][1])
             manifest_text = manifest_bytes(entries).decode("utf-8")  # sent with the version
         refs = [d if isinstance(d, DatasetRef) else parse_dataset(d, self._blobs) for d in datasets]
         code, env, extra = capture(
@@ -262,10 +285,12 @@ class RemoteRegistry(Registry):
             "code": as_json(code),
             "environment": as_json(env),
             "extra_blobs": [list(pair) for pair in extra],
+            "blobs": inline,
         }
         path_ = f"/projects/{_seg(project)}/models/{_seg(model)}/versions"
         try:
             data = self._http.call("POST", path_, json=body)
+            self._blobs.present.update(inline)
         except NotFound as exc:  # a blob this client took for stored is gone: send again
             if "digest" not in exc.fields or exc.fields["digest"] not in self._blobs.present:
                 raise

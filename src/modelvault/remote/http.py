@@ -1,16 +1,115 @@
-"""The HTTP side of the remote SDK: one ``httpx.Client`` per registry, server errors turned
-back into the same exception classes a local registry raises."""
+"""The HTTP side of the remote SDK: server errors turned back into the same exception classes
+a local registry raises.
+
+Small JSON calls, the bulk of what the SDK sends, go over one kept-alive ``http.client``
+connection per thread (:class:`_Lean`): a ``get`` is a few hundred bytes each way, and httpx's
+URL and header machinery cost more than the server's work for it. Bodies that stream (blob
+uploads and downloads), and every call when a proxy applies to the server's address, go
+through one ``httpx.Client``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import http.client
+import json as jsonlib
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from ..errors import StoreError
 from ..wire import API_PREFIX, error_from_envelope
+
+# a connection idle for longer is not reused: the server may be closing it (uvicorn: 5 s)
+_IDLE_S = 2.0
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class _Lean:
+    """JSON requests over a kept-alive connection of this thread."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], timeout: float) -> None:
+        parts = urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if self.https else 80)
+        self.base = parts.path.rstrip("/")
+        self.headers = {"Accept": "application/json", **headers}
+        self.timeout = timeout
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.open: set[http.client.HTTPConnection] = set()  # every thread's, closed by close()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
+        if conn is not None and time.monotonic() - self.local.used < _IDLE_S:
+            return conn, True
+        if conn is not None:
+            self.drop()
+        kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        conn = kind(self.host, self.port, timeout=self.timeout)
+        self.local.conn = conn
+        with self.lock:
+            self.open.add(conn)
+        return conn, False
+
+    def drop(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None
+            with self.lock:
+                self.open.discard(conn)
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self.lock:
+            conns, self.open = self.open, set()
+        for conn in conns:
+            conn.close()
+        self.local = threading.local()
+
+    def send(
+        self, method: str, path: str, query: Mapping[str, Any], body: Any
+    ) -> tuple[int, bytes]:
+        target = self.base + API_PREFIX + path
+        if query:
+            target += "?" + urlencode(query, doseq=True)
+        headers = dict(self.headers)
+        payload = None
+        if body is not None:
+            payload = jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        elif method in ("POST", "PUT", "PATCH"):
+            headers["Content-Length"] = "0"
+        for attempt in (1, 2):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, target, body=payload, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except _STALE:
+                # the server closed a kept-alive connection as the request went out (nothing
+                # was read, so nothing was done): once more on a new connection
+                self.drop()
+                if reused and attempt == 1:
+                    continue
+                raise
+            except BaseException:
+                self.drop()
+                raise
+            if response.will_close:
+                self.drop()
+            else:
+                self.local.used = time.monotonic()
+            return response.status, data
+        raise AssertionError("unreachable")
 
 
 class Transport:
@@ -30,8 +129,19 @@ class Transport:
             base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0)
         )
         self.client.headers.update(headers)
+        # an httpx client handed in (tests route it in process) or a proxy: httpx does it all
+        direct = client is None and not _proxied(self.url)
+        self.lean = _Lean(self.url, headers, timeout) if direct else None
+        # called with (method, path under /api/v1) before every request: progress, tests
+        self.on_request: list[Callable[[str, str], None]] = []
+
+    def _sent(self, method: str, path: str) -> None:
+        for hook in self.on_request:
+            hook(method, path)
 
     def close(self) -> None:
+        if self.lean is not None:
+            self.lean.close()
         self.client.close()
 
     def request(
@@ -45,6 +155,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        self._sent(method, path)
         try:
             response = self.client.request(
                 method,
@@ -59,11 +170,39 @@ class Transport:
         check(response)
         return response
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.request(method, path, **kwargs).json()
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Send a JSON request (or a body given as ``content``) and decode the JSON answer."""
+        if self.lean is None or kwargs:
+            return self.request(method, path, json=json, params=params, **kwargs).json()
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        self._sent(method, path)
+        try:
+            status, data = self.lean.send(method, path, query, json)
+        except (OSError, http.client.HTTPException) as exc:
+            raise StoreError(f"cannot reach the server at {self.url}: {exc}") from None
+        try:
+            decoded = jsonlib.loads(data) if data else None
+        except ValueError:
+            decoded = None
+            if status < 400:
+                raise StoreError(
+                    f"the server at {self.url} answered {status} with a body that is not JSON"
+                ) from None
+        if status >= 400:
+            raise error_from_envelope(decoded, status)
+        return decoded
 
     @contextmanager
     def stream(self, path: str) -> Iterator[httpx.Response]:
+        self._sent("GET", path)
         try:
             with self.client.stream("GET", API_PREFIX + path) as response:
                 if response.status_code >= 400:
@@ -82,3 +221,12 @@ def check(response: httpx.Response) -> None:
     except ValueError:
         body = None
     raise error_from_envelope(body, response.status_code)
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment routes requests to *url* through a proxy."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")

@@ -61,6 +61,11 @@ class RegisterBody(Body):
     code: dict[str, Any] | None = None
     environment: dict[str, Any] | None = None
     extra_blobs: list[tuple[str, str]] = []
+    blobs: dict[str, str] = Field(
+        default_factory=dict,
+        description="small files sent inline: digest -> base64 of the bytes (stored once"
+        " they hash to their digest), sparing the client an upload request per file",
+    )
     run: str | None = None
     pushed: PushedIdentity | None = Field(
         None, description="keep this number, time, author and digest (sync push)"

@@ -1,25 +1,50 @@
-"""Registering a version whose bytes a client uploaded first (the remote SDK's second step).
+"""Registering a version whose bytes a client uploaded first, or sent inline (small files).
 
-The server trusts no digest it is told: the manifest is read back from its own store and
-parsed (paths checked), and every blob it names must already be stored here.
+The server trusts no digest it is told: inline files are stored only when they hash to the
+digest they are sent under, the manifest is read back from its own store and parsed (paths
+checked), and every blob it names must be stored here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from ..blobs.base import checked_digest
+from ..canonical import sha256_digest
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Version
 from ..errors import IntegrityError, InvalidInput
 from ..registry import Registry
 from ..service.artifacts import read_manifest
-from ..service.context import check_actor
+from ..service.context import Context, check_actor
 from ..service.versions import Imported, RegisterRequest, register
 from ..timeutil import from_text
 from ..wire import from_json
 from .bodies import RegisterBody
 
 
+def store_inline(ctx: Context, blobs: dict[str, str]) -> None:
+    """Store the small files a client sent inside the registration, each checked against the
+    digest it is sent under (nothing is stored under a digest its bytes do not have)."""
+    checked: list[bytes] = []
+    for digest, text in blobs.items():
+        checked_digest(digest)
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"inline blob {digest} is not valid base64", field="blobs") from None
+        actual = sha256_digest(data)
+        if actual != digest:
+            raise IntegrityError(f"inline blob sent as {digest} hashes to {actual}", digest=digest)
+        checked.append(data)
+    for data in checked:  # only once every one is known good
+        ctx.blobs.put_bytes(data)
+
+
 def register_uploaded(reg: Registry, project: str, model: str, body: RegisterBody) -> Version:
     ctx = reg._ctx
+    if body.blobs:
+        store_inline(ctx, body.blobs)
     manifest = None
     if body.manifest_text is not None:  # stored like any blob, then read back and checked
         digest = ctx.blobs.put_bytes(body.manifest_text.encode("utf-8")).digest
