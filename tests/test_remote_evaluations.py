@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from modelvault import Forbidden, GateFailed, InvalidInput, NotFound, Registry, Settings
+from modelvault.domain import FileEntry
+from modelvault.manifest import manifest_bytes
 from modelvault.service import identity
 
 from .conftest import FakeClock, write_model
@@ -100,6 +102,59 @@ def test_remote_answers_are_what_the_store_holds(alice: Registry, server: LiveSe
     assert [c.path for c in alice.diff_snapshots(old, new).changed] == ["set.csv"]
 
 
+def test_snapshots_are_hashed_on_the_client_and_stored_on_the_server(
+    alice: Registry, server: LiveServer, tmp_path: Path
+) -> None:
+    here = local(server)
+    data = tmp_path / "claims"
+    (data / "sub").mkdir(parents=True)
+    (data / "set.csv").write_text("x,label\n1,1\n0,0\n1,1\n")
+    (data / "sub" / "notes.txt").write_text("three rows")
+    made = alice.snapshot(data, name="claims", store=True)
+    assert made == here.get_snapshot("claims")
+    assert (made.file_count, made.stored, made.created_by) == (2, True, "alice")
+    assert here.snapshot(data, name="claims", store=True) == made  # same bytes, same digest
+    report = alice.record_evaluation("fraud:1", made, metrics={"auc": 0.9}, outputs=[1, 0, 1])
+    assert report.examples == 3  # the server read the labels from the uploaded files
+    from_path = alice.record_evaluation("fraud:2", data, metrics={"auc": 0.8})
+    assert from_path.eval_set == made.digest
+    pinned = alice.snapshot_external("s3://bucket/claims.parquet?versionId=3HL4kqtJ", name="s3c")
+    assert pinned == here.get_snapshot("s3c") and pinned.system == "s3"
+    with pytest.raises(InvalidInput, match="pin"):
+        alice.snapshot_external("s3://bucket/claims.parquet")
+    with alice.start_run("train", capture_code=False, capture_environment=False) as run:
+        assert run.use_dataset("claims", "train") == made
+        assert alice.use_dataset(run.id, pinned, role="eval") == pinned
+    inputs = here.get_run(run.id).inputs
+    assert inputs == alice.get_run(run.id).inputs and len(inputs) == 2
+
+
+def test_bad_snapshots_are_refused_and_record_nothing(alice: Registry, server: LiveServer) -> None:
+    here = local(server)
+    before = here.snapshots()
+    absent = FileEntry("a.csv", 3, "sha256:" + "ab" * 32, 0o644)
+    manifest = manifest_bytes([absent]).decode("utf-8")
+    with api(server, server.token("alice")) as c:
+        answers = [
+            c.post("/projects/default/snapshots", json={"name": "x", "manifest_text": "{oops"}),
+            c.post("/projects/default/snapshots", json={"name": "x", "external": "s3://b/k"}),
+            c.post("/projects/default/snapshots", json={"name": "x"}),
+            c.post(
+                "/projects/default/snapshots",
+                json={"name": "x", "manifest_text": manifest, "stored": True},
+            ),
+            c.post(
+                "/projects/default/runs/nope/datasets",
+                json={"snapshot": "claims-eval", "role": "x"},
+            ),
+        ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, answer.text
+        assert "\n" not in answer.json()["error"]["message"]
+    assert answers[3].status_code == 404 and "not uploaded" in answers[3].text
+    assert here.snapshots() == before
+
+
 def test_runs_compare_remotely(alice: Registry, server: LiveServer) -> None:
     ids = []
     for lr in (0.1, 0.2):
@@ -124,6 +179,8 @@ def test_recording_needs_log_and_reading_needs_read(alice: Registry, server: Liv
     assert vic.lineage("fraud:1").root == "default/fraud:1"
     with pytest.raises(Forbidden, match="log"):
         vic.record_evaluation("fraud:1", "claims-eval", metrics={"auc": 0.99})
+    with pytest.raises(Forbidden, match="log"):
+        vic.snapshot_external("s3://bucket/k.parquet?versionId=1", name="k")
     cora = server.remote(identity.create_token(ctx, "cora")[0])
     assert cora.record_evaluation("fraud:1", "claims-eval", metrics={"auc": 0.5}).created_by == (
         "cora"
@@ -142,8 +199,8 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
         alice.compare("fraud:1", "fraud:2", eval_set="claims-eval")
     with pytest.raises(InvalidInput, match="record_evaluation"):
         alice.evaluate("fraud:1", "claims-eval")
-    with pytest.raises(InvalidInput, match="snapshot reference"):
-        alice.record_evaluation("fraud:1", Path("/etc"), metrics={"auc": 0.9})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="does not exist"):
+        alice.record_evaluation("fraud:1", Path("/no/such/set"), metrics={"auc": 0.9})  # type: ignore[arg-type]
     with api(server, server.token("alice")) as c:
         words = c.post(
             "/projects/default/refs/fraud:1/evaluations",

@@ -8,14 +8,15 @@ files in resumable chunks), then registers the version from its manifest; code a
 environment are captured on this machine, where the model was made. Pulls verify every file's
 digest as it is written. Deployment specs read from a file are sent as their document; a
 gateway reads the store directly, so it runs where the store is; the server runs no models,
-so ``evaluate`` stays where the model runs. Methods not served yet (making snapshots, run
-artifacts, registering from a run) say so in one line.
+so ``evaluate`` stays where the model runs. Snapshots are hashed here and their files
+uploaded like a version's. Methods not served yet (run artifacts, registering from a run)
+say so in one line.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -840,17 +841,14 @@ class RemoteRegistry(Registry):
         project, rest = self._split(ref)
         return f"/projects/{_seg(project)}/refs/{_seg(rest)}/{tail}"
 
-    @staticmethod
-    def _set_ref(eval_set: Snapshot | str | Path) -> str:
-        if isinstance(eval_set, Snapshot):
-            return f"{eval_set.name}@{eval_set.digest}"
-        if isinstance(eval_set, Path):
-            raise InvalidInput(
-                "snapshotting a path is not available through a server yet: give the "
-                "evaluation set as a snapshot reference (NAME@DIGEST)",
-                field="eval_set",
-            )
-        return eval_set
+    def _set_ref(self, eval_set: Snapshot | str | Path, ref: str) -> str:
+        """The evaluation set as a snapshot reference (a local path is snapshotted, its
+        files stored on the server, as locally)."""
+        if isinstance(eval_set, str) and not eval_set.strip():
+            raise InvalidInput("the evaluation set is empty", field="eval_set")
+        project, _ = self._split(ref)
+        snap = self._as_snapshot(eval_set, name=None, project=project, store=True)
+        return f"{snap.name}@{snap.digest}"
 
     def record_evaluation(
         self,
@@ -870,7 +868,7 @@ class RemoteRegistry(Registry):
             "POST",
             self._ref_path(ref, "evaluations"),
             json={
-                "eval_set": self._set_ref(eval_set),
+                "eval_set": self._set_ref(eval_set, ref),
                 "metrics": dict(metrics),
                 "latency_ms": latency,
                 "cost_per_request": cost_per_request,
@@ -908,7 +906,7 @@ class RemoteRegistry(Registry):
         data = self._http.call(
             "GET",
             f"/projects/{_seg(pa)}/compare",
-            params={"a": ra, "b": rb, "eval_set": self._set_ref(eval_set), "top": top},
+            params={"a": ra, "b": rb, "eval_set": self._set_ref(eval_set, a), "top": top},
         )
         return from_json(BehaviourComparison, data)
 
@@ -997,3 +995,72 @@ class RemoteRegistry(Registry):
             "POST", "/gc", json={"dry_run": dry_run, "grace_seconds": grace_seconds}
         )
         return result
+
+    # -- making snapshots, datasets of runs -------------------------------------------------
+    def snapshot(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        store: bool = False,
+        project: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Snapshot:
+        """Hash the files here; with ``store=True`` upload those the server lacks; then send
+        the manifest."""
+        from ..filecache import HashCache
+        from ..limits import check_key
+        from ..manifest import manifest_bytes
+        from ..treehash import hash_tree
+
+        root = Path(path)
+        name = check_key(name or root.absolute().name, what="dataset")
+        cache = HashCache(self.settings.home / "cache" / "file-digests.db")
+        entries = hash_tree(root, cache=cache, progress=progress)
+        if store:
+            wanted = list(dict.fromkeys(e.digest for e in entries))
+            lacking = set(self._blobs.missing(wanted)) if wanted else set()
+            for entry in entries:
+                if entry.digest not in lacking:
+                    continue
+                source = root if not root.is_dir() else root.joinpath(*entry.path.split("/"))
+                self._blobs.upload(source, entry.digest, entry.size, None)
+                lacking.discard(entry.digest)
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/snapshots",
+            json={
+                "name": name,
+                "manifest_text": manifest_bytes(entries).decode("utf-8"),
+                "uri": str(root.resolve()),
+                "stored": store,
+            },
+        )
+        return from_json(Snapshot, data)
+
+    def snapshot_external(
+        self, uri: str, *, name: str | None = None, project: str | None = None
+    ) -> Snapshot:
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/snapshots",
+            json={"external": uri, "name": name},
+        )
+        return from_json(Snapshot, data)
+
+    def use_dataset(
+        self,
+        run_id: str,
+        dataset: Snapshot | str | Path,
+        *,
+        role: str = "train",
+        name: str | None = None,
+        project: str | None = None,
+    ) -> Snapshot:
+        snap = self._as_snapshot(dataset, name=name, project=project, store=False)
+        self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/runs/{_seg(run_id)}/datasets",
+            json={"snapshot": f"{snap.name}@{snap.digest}", "role": role},
+        )
+        return snap

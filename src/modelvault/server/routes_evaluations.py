@@ -136,6 +136,40 @@ def lineage(project: str, ref: str, who: Who) -> Response:
     return ok(Lineage(found.root, _visible(who, found.upstream), _visible(who, found.downstream)))
 
 
+class SnapshotBody(Body):
+    """A snapshot hashed on the client (its manifest; files uploaded first when ``stored``),
+    or a pinned external reference."""
+
+    name: str | None = None
+    manifest_text: str | None = Field(None, description="the manifest (canonical JSON)")
+    uri: str | None = Field(None, description="where the client read the files (a note)")
+    stored: bool = False
+    external: str | None = Field(None, description="a pinned URI: s3://…?versionId=, …")
+
+
+@router.post("/snapshots", status_code=201, responses={201: {"model": Snapshot}})
+def snapshot(project: str, body: SnapshotBody, who: Who) -> Response:
+    """Record a dataset snapshot: never of a path on the server."""
+    from ..service.snapshots import record_uploaded
+
+    reg = who.need(project, "log")
+    if (body.manifest_text is None) == (body.external is None):
+        raise InvalidInput("give manifest_text or external, not both or neither", field="body")
+    if body.external is not None:
+        return ok(reg.snapshot_external(body.external, name=body.name, project=project), 201)
+    if body.name is None:
+        raise InvalidInput("a snapshot sent as a manifest needs a name", field="name")
+    found = record_uploaded(
+        reg._ctx,
+        project,
+        name=body.name,
+        manifest_text=body.manifest_text or "",
+        uri=body.uri,
+        stored=body.stored,
+    )
+    return ok(found, status=201)
+
+
 @router.get("/snapshots", responses={200: {"model": list[Snapshot]}})
 def snapshots(project: str, who: Who, name: str | None = None) -> Response:
     return ok(who.read(project).snapshots(name=name, project=project))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
-from ..tracking.records import MetricPoint, Run, RunComparison
+from ..tracking.records import MetricPoint, Run, RunComparison, Snapshot
 from .auth import Caller, caller
 from .bodies import Body, ok
 
@@ -106,6 +106,19 @@ def metrics(project: str, run_id: str, body: MetricsBody, who: Who) -> Response:
 @router.get("/{run_id}/metrics/{key}", responses={200: {"model": list[MetricPoint]}})
 def history(project: str, run_id: str, key: str, who: Who) -> Response:
     return ok(who.read(project).metric_history(run_id, key, project=project))
+
+
+class DatasetBody(Body):
+    snapshot: str = Field(description="a snapshot reference (NAME@DIGEST)")
+    role: str = "train"
+
+
+@router.post("/{run_id}/datasets", responses={200: {"model": Snapshot}})
+def use_dataset(project: str, run_id: str, body: DatasetBody, who: Who) -> Response:
+    """Record that the run read a dataset snapshot (never a path on the server)."""
+    reg = who.need(project, "log")
+    snap = reg.get_snapshot(body.snapshot, project=project)
+    return ok(reg.use_dataset(run_id, snap, role=body.role, project=project))
 
 
 @router.post("/{run_id}/end", responses={200: {"model": Run}})

@@ -19,7 +19,7 @@ from ..canonical import canonical_json, is_digest, sha256_digest
 from ..datasets import parse_dataset
 from ..errors import IntegrityError, InvalidInput, NotFound
 from ..filecache import HashCache
-from ..limits import check_key, check_name
+from ..limits import check_key, check_name, check_text
 from ..manifest import manifest_bytes, parse_manifest, safe_dest_path
 from ..store import schema
 from ..timeutil import to_text
@@ -153,6 +153,38 @@ def snapshot_path(
         file_count=len(entries),
         size=sum(e.size for e in entries),
         stored=store_data,
+    )
+
+
+def record_uploaded(
+    ctx: Context, project: str, *, name: str, manifest_text: str, uri: str | None, stored: bool
+) -> Snapshot:
+    """Record a snapshot hashed elsewhere (the remote SDK): the manifest is stored and read
+    back (paths checked); when *stored*, every file it names must be uploaded already."""
+    from .artifacts import read_manifest
+
+    name = _check_name(name)
+    uri = check_text(uri, limit="reference_chars", what="uri")
+    digest = ctx.blobs.put_bytes(manifest_text.encode("utf-8")).digest
+    manifest = read_manifest(ctx, digest)
+    if stored:
+        absent = [f.digest for f in manifest.files if not ctx.blobs.exists(f.digest)]
+        if absent:
+            raise NotFound(
+                f"{len(absent)} file(s) of the snapshot are not uploaded (first: {absent[0]})",
+                digest=absent[0],
+            )
+    ctx.blobs.sync()
+    return _record(
+        ctx,
+        project,
+        name=name,
+        system="modelvault",
+        digest=digest,
+        uri=uri,
+        file_count=len(manifest.files),
+        size=sum(f.size for f in manifest.files),
+        stored=stored,
     )
 
 
