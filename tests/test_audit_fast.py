@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,8 @@ from modelvault.service.transparency import verify_all
 
 from .backends import engine_for
 from .conftest import write_model
+
+SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 def _proves(reg: Registry, seq: int, proof: dict[str, object]) -> bool:
@@ -243,3 +248,30 @@ def test_parallel_ranges_give_the_walk_s_verdict(
     monkeypatch.setattr(transparency, "_walk", _no_walk)
     assert _verdict(big, processes=1) == reference
     assert _verdict(big, processes=2) == reference
+
+
+def test_workers_do_not_run_the_caller_s_script_again(big: Registry, tmp_path: Path) -> None:
+    # a script without the `if __name__ == "__main__"` guard: multiprocessing's spawn would
+    # run it again in each worker (registering, appending... twice); the workers must not
+    marks = tmp_path / "marks"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from modelvault import Registry, Settings\n"
+        "from modelvault.service.transparency import verify_all\n"
+        f"with open({str(marks)!r}, 'a') as fh:\n"
+        "    fh.write('ran\\n')\n"
+        f"settings = Settings.from_env(env={{'MODELVAULT_DB': {big.settings.db!r}}},"
+        f" home=Path({str(big.settings.home)!r}), actor='x')\n"
+        "result = verify_all(Registry(settings=settings)._ctx, processes=2)\n"
+        "print(result.ok, result.events)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", str(BIG)]
+    assert "worker failed" not in done.stderr
+    assert marks.read_text() == "ran\n"

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import sys
 from dataclasses import dataclass, field
 from json.decoder import JSONDecoder
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -257,3 +259,12 @@ def scan_store(
                 cursor.close()
     finally:
         store.dispose()
+
+
+def serve() -> None:
+    """A worker process (see ``service.auditverify``): the arguments of ``scan_store``
+    pickled on stdin, the Segment it returns pickled on stdout."""
+    args = pickle.load(sys.stdin.buffer)
+    segment = scan_store(*args)
+    sys.stdout.buffer.write(pickle.dumps(segment))
+    sys.stdout.buffer.flush()

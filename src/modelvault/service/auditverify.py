@@ -12,11 +12,15 @@ check is made again the reference way.
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -24,13 +28,15 @@ from sqlalchemy import Connection, select
 from .. import merkle
 from ..audit import erased_seqs
 from ..audit import verify as verify_chain
-from ..auditscan import BLOCK, Segment, scan, scan_store
+from ..auditscan import BLOCK, Segment, scan
 from ..domain import AuditVerification
 from ..store import schema
 from ..store.engine import GENESIS_HASH
 from .context import Context
 
 PARALLEL_MIN = 200_000  # events from which ranges are checked in parallel processes
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding modelvault/
+log = logging.getLogger("modelvault")
 
 
 @dataclass(slots=True)
@@ -60,6 +66,58 @@ def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
     return [(start + 1, min(start + per, total)) for start in range(0, total, per)]
 
 
+class _Worker:
+    """``auditscan.scan_store`` in a new interpreter: arguments pickled to its stdin, the
+    Segment pickled back on its stdout. (Not multiprocessing: its spawn re-runs the caller's
+    main script in the child, which an unguarded script using the SDK would not survive.)"""
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by result() or stop()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from modelvault.auditscan import serve; serve()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.errors,
+                env=env,
+            )
+        except OSError:
+            self.errors.close()
+            raise
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # a worker that died at once fails in result()
+            self.proc.stdin.write(pickle.dumps(args))
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+
+    def result(self) -> Segment | None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            out = self.proc.stdout.read()
+        code = self.proc.wait()
+        segment = None
+        if code == 0:
+            with contextlib.suppress(Exception):
+                segment = pickle.loads(out)
+        if not isinstance(segment, Segment):
+            self.errors.seek(0)
+            lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            log.warning("modelvault: an audit verify worker failed (%s)", lines[-1:] or code)
+            segment = None
+        self.errors.close()
+        return segment
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.errors.close()
+
+
 def _scan_all(
     ctx: Context, conn: Connection, total: int, tree_size: int, wanted: list[int], parts: int
 ) -> list[Segment]:
@@ -73,21 +131,22 @@ def _scan_all(
             cursor, start, end, prev=prev, tree_size=tree_size, wanted=wanted, erased=erased
         )
 
+    workers: list[_Worker | None] = []
     try:
-        if len(ranges) <= 1:
-            return [here(a, b) for a, b in ranges]
-        spawn = multiprocessing.get_context("spawn")  # never fork a process holding threads
-        try:
-            with ProcessPoolExecutor(len(ranges) - 1, mp_context=spawn) as pool:
-                others = [
-                    pool.submit(scan_store, ctx.store.url, ctx.settings, a, b, tree_size, wanted)
-                    for a, b in ranges[1:]
-                ]
-                first = here(*ranges[0])
-                return [first, *(f.result() for f in others)]
-        except (OSError, BrokenProcessPool):  # no processes to be had: all of it here
-            return [here(a, b) for a, b in ranges]
+        for a, b in ranges[1:]:
+            try:
+                workers.append(_Worker((ctx.store.url, ctx.settings, a, b, tree_size, wanted)))
+            except OSError:  # no process to be had: that range is checked here
+                workers.append(None)
+        out = [here(*ranges[0])] if ranges else []
+        for worker, (a, b) in zip(workers, ranges[1:], strict=True):
+            segment = worker.result() if worker is not None else None
+            out.append(segment if segment is not None else here(a, b))
+        return out
     finally:
+        for worker in workers:
+            if worker is not None:
+                worker.stop()
         cursor.close()
 
 
