@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelvault import Forbidden, GateFailed, InvalidInput, NotFound, Registry, Settings
+from modelvault import Conflict, Forbidden, GateFailed, InvalidInput, NotFound, Registry, Settings
 from modelvault.domain import FileEntry
 from modelvault.manifest import manifest_bytes
 from modelvault.service import identity
@@ -167,6 +167,38 @@ def test_runs_compare_remotely(alice: Registry, server: LiveServer) -> None:
     assert set(compared.differs) == {"auc", "lr"}
     with pytest.raises(InvalidInput, match="at least two runs"):
         alice.compare_runs(ids[:1])
+
+
+def test_run_artifacts_are_uploaded_and_listed_as_locally(
+    alice: Registry, server: LiveServer, tmp_path: Path
+) -> None:
+    here = local(server)
+    out = tmp_path / "out"
+    (out / "plots").mkdir(parents=True)
+    (out / "model.txt").write_text("weights")
+    (out / "plots" / "roc.svg").write_text("<svg/>")
+    with alice.start_run("train", capture_code=False, capture_environment=False) as run:
+        listed = alice.log_artifact(run.id, out)
+        run.log_artifact(out / "model.txt", artifact_path="final/model.txt")
+        with pytest.raises(Conflict, match="write-once"):
+            alice.log_artifact(run.id, out)
+        with pytest.raises(InvalidInput, match="artifact path"):
+            alice.log_artifact(run.id, out, artifact_path="../escape")
+    assert [a.path for a in listed] == ["out/model.txt", "out/plots/roc.svg"]
+    stored = here.get_run(run.id).artifacts
+    assert stored == alice.get_run(run.id).artifacts and len(stored) == 3
+    assert server.registry._ctx.blobs.read_bytes(listed[0].digest) == b"weights"
+    with local(server).start_run("train", capture_code=False, capture_environment=False) as mine:
+        assert here.log_artifact(mine.id, out) == listed  # the same entries locally
+    other = alice.start_run("other", capture_code=False, capture_environment=False)
+    with api(server, server.token("alice")) as c, other as open_:
+        fake = {"path": "x.bin", "digest": "sha256:" + "cd" * 32, "size": 1}
+        absent = c.post(f"/projects/default/runs/{open_.id}/artifacts", json={"files": [fake]})
+        wrong = {**fake, "digest": listed[0].digest, "size": 999}
+        sized = c.post(f"/projects/default/runs/{open_.id}/artifacts", json={"files": [wrong]})
+    assert absent.status_code == 404 and "not uploaded" in absent.text
+    assert sized.status_code == 400 and "size" in sized.text
+    assert alice.get_run(open_.id).artifacts == ()
 
 
 def test_recording_needs_log_and_reading_needs_read(alice: Registry, server: LiveServer) -> None:

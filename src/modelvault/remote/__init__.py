@@ -9,8 +9,8 @@ environment are captured on this machine, where the model was made. Pulls verify
 digest as it is written. Deployment specs read from a file are sent as their document; a
 gateway reads the store directly, so it runs where the store is; the server runs no models,
 so ``evaluate`` stays where the model runs. Snapshots are hashed here and their files
-uploaded like a version's. Methods not served yet (run artifacts, registering from a run)
-say so in one line.
+and run artifacts are hashed here and their files uploaded like a version's. Registering
+from a run is not served yet and says so in one line.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from ..tracking.records import (
     Lineage,
     MetricPoint,
     Run,
+    RunArtifact,
     RunComparison,
     Snapshot,
     SnapshotDiff,
@@ -1064,3 +1065,36 @@ class RemoteRegistry(Registry):
             json={"snapshot": f"{snap.name}@{snap.digest}", "role": role},
         )
         return snap
+
+    def log_artifact(
+        self,
+        run_id: str,
+        path: str | Path,
+        *,
+        artifact_path: str | None = None,
+        project: str | None = None,
+    ) -> list[RunArtifact]:
+        """Hash the files here, upload those the server lacks, then list them under the run."""
+        from ..manifest import scan
+        from ..service.runs import artifact_name, artifact_prefix
+
+        root = Path(path)
+        prefix = artifact_prefix(root, artifact_path)
+        files = []
+        for item in scan(root):
+            digest = file_digest(item.source)
+            files.append(
+                (item, RunArtifact(artifact_name(root, prefix, item.path), digest, item.size))
+            )
+        wanted = list(dict.fromkeys(a.digest for _, a in files))
+        lacking = set(self._blobs.missing(wanted)) if wanted else set()
+        for item, art in files:
+            if art.digest in lacking:
+                self._blobs.upload(item.source, art.digest, art.size, None)
+                lacking.discard(art.digest)
+        data = self._http.call(
+            "POST",
+            f"/projects/{self._p(project)}/runs/{_seg(run_id)}/artifacts",
+            json={"files": [as_json(a) for _, a in files]},
+        )
+        return [from_json(RunArtifact, a) for a in data]

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
-from ..tracking.records import MetricPoint, Run, RunComparison, Snapshot
+from ..tracking.records import MetricPoint, Run, RunArtifact, RunComparison, Snapshot
 from .auth import Caller, caller
-from .bodies import Body, ok
+from .bodies import Body, Number, ok
 
 router = APIRouter(prefix="/api/v1/projects/{project}/runs")
 Who = Annotated[Caller, Depends(caller)]
@@ -106,6 +106,27 @@ def metrics(project: str, run_id: str, body: MetricsBody, who: Who) -> Response:
 @router.get("/{run_id}/metrics/{key}", responses={200: {"model": list[MetricPoint]}})
 def history(project: str, run_id: str, key: str, who: Who) -> Response:
     return ok(who.read(project).metric_history(run_id, key, project=project))
+
+
+class ArtifactFile(Body):
+    path: str
+    digest: str
+    size: Number
+
+
+class ArtifactsBody(Body):
+    files: list[ArtifactFile] = Field(max_length=100_000, description="uploaded first")
+
+
+@router.post("/{run_id}/artifacts", status_code=201, responses={201: {"model": list[RunArtifact]}})
+def log_artifacts(project: str, run_id: str, body: ArtifactsBody, who: Who) -> Response:
+    """List files the client uploaded under the run (write-once paths)."""
+    from ..blobs.base import checked_digest
+    from ..service.runs import record_uploaded_artifacts
+
+    reg = who.need(project, "log")
+    entries = [RunArtifact(f.path, checked_digest(f.digest), f.size) for f in body.files]
+    return ok(record_uploaded_artifacts(reg._ctx, run_id, project, entries), status=201)
 
 
 class DatasetBody(Body):

@@ -356,11 +356,8 @@ def end_run(
     return get_run(ctx, row.id, project)
 
 
-def log_artifact(
-    ctx: Context, run_id: str, path: Path, project: str, artifact_path: str | None = None
-) -> list[RunArtifact]:
-    """Copy a file or directory into the blob store and list it under the run, below
-    *artifact_path* (default: the file's or directory's own name)."""
+def artifact_prefix(path: Path, artifact_path: str | None) -> str:
+    """Where a logged file or directory goes under the run (default: its own name)."""
     prefix = artifact_path if artifact_path is not None else path.name
     if prefix:
         from ..manifest import path_problem
@@ -368,15 +365,58 @@ def log_artifact(
         problem = path_problem(prefix)
         if problem is not None:
             raise InvalidInput(f"artifact path {prefix!r} {problem}", field="artifact_path")
+    return prefix
+
+
+def artifact_name(path: Path, prefix: str, relative: str) -> str:
+    return f"{prefix}/{relative}" if path.is_dir() and prefix else prefix or relative
+
+
+def log_artifact(
+    ctx: Context, run_id: str, path: Path, project: str, artifact_path: str | None = None
+) -> list[RunArtifact]:
+    """Copy a file or directory into the blob store and list it under the run, below
+    *artifact_path* (default: the file's or directory's own name)."""
+    prefix = artifact_prefix(path, artifact_path)
     files = scan(path)
     with ctx.store.read() as conn:
         _running(_run_row(conn, run_id, project))
     entries = []
     for item in files:
         put = ctx.blobs.put_file(item.source)
-        name = f"{prefix}/{item.path}" if path.is_dir() and prefix else prefix or item.path
+        name = artifact_name(path, prefix, item.path)
         entries.append(RunArtifact(path=name, digest=put.digest, size=put.size))
     ctx.blobs.sync()
+    return record_artifacts(ctx, run_id, project, entries)
+
+
+def record_uploaded_artifacts(
+    ctx: Context, run_id: str, project: str, entries: Sequence[RunArtifact]
+) -> list[RunArtifact]:
+    """List files a client uploaded first under the run (the remote SDK): every path is
+    checked and every blob must be stored, with the size claimed."""
+    from ..manifest import path_problem
+
+    if not entries:
+        raise InvalidInput("give at least one artifact file", field="files")
+    if len(entries) > LIMITS["files_per_version"]:
+        raise InvalidInput(f"at most {LIMITS['files_per_version']} files at once", field="files")
+    for e in entries:
+        problem = path_problem(e.path)
+        if problem is not None:
+            raise InvalidInput(f"artifact path {e.path!r} {problem}", field="files")
+        if not ctx.blobs.exists(e.digest):
+            raise NotFound(f"the blob of {e.path} is not uploaded ({e.digest})", digest=e.digest)
+        if ctx.blobs.size(e.digest) != e.size:
+            raise InvalidInput(f"{e.path}: the size given does not match its blob", field="files")
+    if len({e.path for e in entries}) != len(entries):
+        raise InvalidInput("two artifact files have the same path", field="files")
+    return record_artifacts(ctx, run_id, project, list(entries))
+
+
+def record_artifacts(
+    ctx: Context, run_id: str, project: str, entries: list[RunArtifact]
+) -> list[RunArtifact]:
     with ctx.store.write() as conn:
         at = ctx.now()
         row = _run_row(conn, run_id, project)
