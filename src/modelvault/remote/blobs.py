@@ -172,7 +172,9 @@ class RemoteBlobStore:
     def copy_to(self, digest: str, dest: Path, *, progress: Progress | None = None) -> int:
         path = f"/blobs/{checked_digest(digest)}"
         client = self.transport.client
-        if download.usable(self.transport.url):
+        # a plain http:// server reached directly (no proxy, no client handed in): raw reads
+        if self.transport.lean is not None and download.usable(self.transport.url):
+            self.transport._sent("GET", path)
             headers = {k: v for k, v in client.headers.items() if k.lower() == "authorization"}
             timeout = client.timeout.read or 60.0
             with download.get(self.transport.url, path, headers, timeout) as raw:
