@@ -19,6 +19,7 @@ afterwards; it skips the large file, whose path does not touch the database.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import socket
@@ -30,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -43,6 +45,7 @@ FIGURES = {
     "idle_rss_mb": ("MB", "low"),
     "register_per_s": ("/s", "high"),
     "register_server_cpu_ms": ("ms", "low"),
+    "register_4_clients_per_s": ("/s", "high"),
     "get_p50_ms": ("ms", "low"),
     "get_p95_ms": ("ms", "low"),
     "get_server_cpu_ms": ("ms", "low"),
@@ -140,6 +143,48 @@ def _registrations(reg: Registry, files: Path, count: int) -> float:
     return count / (time.perf_counter() - t0)
 
 
+def _client(url: str, token: str, model: str, paths: list[str], start: Any, done: Any) -> None:
+    """One of several client processes: register *paths*, timed from a shared start."""
+    reg = Registry(url, token=token)
+    try:
+        reg.register(f"{model}-warmup", paths[0], capture_code=False)
+        start.wait()
+        for i, p in enumerate(paths):
+            metrics = {f"m{j}": ((i * 31 + j * 7) % 1000) / 1000 for j in range(20)}
+            tags = {f"t{j}": f"v{j}" for j in range(5)}
+            params = {f"p{j}": j * 0.5 for j in range(10)}
+            reg.register(model, p, params=params, metrics=metrics, tags=tags, capture_code=False)
+        done.put(time.perf_counter())
+    finally:
+        reg.close()
+
+
+def _concurrent_registrations(
+    url: str, token: str, files: Path, count: int, clients: int = 4
+) -> float:
+    """*count* registrations shaped as above from *clients* processes at once, each its own
+    model: the throughput of the one server process."""
+    files.mkdir(parents=True)
+    ctx = multiprocessing.get_context("spawn")
+    start, done = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = []
+    for c in range(clients):
+        paths = []
+        for i in range(count // clients):
+            p = files / f"c{c}-{i}.bin"
+            p.write_bytes(os.urandom(64 * 1024))
+            paths.append(str(p))
+        proc = ctx.Process(target=_client, args=(url, token, f"bench-c{c}", paths, start, done))
+        proc.start()
+        procs.append(proc)
+    start.wait()
+    t0 = time.perf_counter()
+    ends = [done.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return (count // clients) * clients / (max(ends) - t0)
+
+
 def _approver(home: Path, db: str | None) -> str:
     """A token for a second admin, made on the server's store as an operator would."""
     from modelvault.service import accounts
@@ -209,6 +254,9 @@ def measure(work: Path, quick: bool, db: str | None = None) -> Figures:
                 with cpu(server, count) as used:
                     figures["register_per_s"] = _registrations(reg, base / "files", count)
                 figures["register_server_cpu_ms"] = used[0]
+                figures["register_4_clients_per_s"] = _concurrent_registrations(
+                    url, token, base / "files-4", count
+                )
                 approver = Registry(url, token=_approver(base / "home", db))
                 lookups = 300 if quick else 3000
                 try:
