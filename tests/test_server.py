@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from modelvault import Forbidden, IntegrityError, NotFound, Settings
+from modelvault.domain import FileEntry
 from modelvault.errors import Unauthenticated
+from modelvault.manifest import manifest_bytes
 from modelvault.remote import INLINE_FILE, RemoteRegistry
 from modelvault.service import identity
 
@@ -202,6 +204,32 @@ def test_a_token_of_project_a_learns_nothing_about_project_b(
             json={"kind": "system", "components": ["bank-b/fraud:1"]},
         )
         assert as_parent.status_code == 404  # not even as a component of ann's own version
+        # naming bank-b's blob in a manifest of ann's own, without ever sending its bytes:
+        # refused exactly as a digest stored nowhere, so it neither reads nor reveals it
+        nowhere = sha(b"stored nowhere")
+        answers = []
+        for digest in (vb.artifact_digest, nowhere):
+            claim = manifest_bytes([FileEntry("w.bin", 24, digest, 0o644)]).decode()
+            answers.append(
+                c.post("/projects/bank-a/models/thief/versions", json={"manifest_text": claim})
+            )
+        assert [a.status_code for a in answers] == [404, 404], [a.text for a in answers]
+        assert answers[0].json()["error"]["message"] == answers[1].json()["error"][
+            "message"
+        ].replace(nowhere, vb.artifact_digest)
+    assert [m.name for m in admin.models(project="bank-a")] == ["fraud"]
+    # whoever holds the same bytes may register them: a file too big to go inline is
+    # reported missing (bank-b's copy is not ann's to see), sent once, and then named
+    big = os.urandom(INLINE_FILE + 1)
+    admin.register("big", write_model(tmp_path, "big-b", big), project="bank-b")
+    ann = server.remote(token)
+    sent: list[str] = []
+    assert isinstance(ann, RemoteRegistry)
+    ann._http.on_request.append(lambda method, path: sent.append(f"{method} {path.split('/')[1]}"))
+    mine = ann.register("copy", write_model(tmp_path, "big-a", big), project="bank-a")
+    assert sent[:2] == ["POST blobs", "PUT blobs"] and sent[-1] == "POST projects", sent
+    assert ann.pull(mine.ref, tmp_path / "copy").files == ("model.bin",)
+    assert (tmp_path / "copy" / "model.bin").read_bytes() == big
 
 
 def test_error_envelope_for_unknown_routes_bad_json_and_oversized_bodies(

@@ -13,8 +13,9 @@ import binascii
 from ..blobs.base import checked_digest
 from ..canonical import sha256_digest
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Version
-from ..errors import IntegrityError, InvalidInput
+from ..errors import IntegrityError, InvalidInput, NotFound
 from ..registry import Registry
+from ..service import possession
 from ..service.artifacts import read_manifest
 from ..service.context import Context, check_actor
 from ..service.versions import Imported, RegisterRequest, register
@@ -41,18 +42,41 @@ def store_inline(ctx: Context, blobs: dict[str, str]) -> None:
         ctx.blobs.put_bytes(data)
 
 
-def register_uploaded(reg: Registry, project: str, model: str, body: RegisterBody) -> Version:
+def register_uploaded(
+    reg: Registry,
+    project: str,
+    model: str,
+    body: RegisterBody,
+    user: str,
+    readable: frozenset[str] | None,
+) -> Version:
+    """Register the version *body* describes for *user*, who may read *readable* projects
+    (None: every one); every blob it names must be one *user* may name (``possession``)."""
     ctx = reg._ctx
     if body.blobs:
         store_inline(ctx, body.blobs)
     manifest = None
+    shown = set(body.blobs)
     if body.manifest_text is not None:  # stored like any blob, then read back and checked
         digest = ctx.blobs.put_bytes(body.manifest_text.encode("utf-8")).digest
         if body.manifest is not None and body.manifest != digest:
             raise IntegrityError(f"the manifest sent hashes to {digest}, not {body.manifest}")
         manifest = read_manifest(ctx, digest)
+        shown.add(digest)
     elif body.manifest is not None:
         manifest = read_manifest(ctx, checked_digest(body.manifest))
+    if shown:
+        possession.record(ctx, user, sorted(shown))
+    named = [f.digest for f in manifest.files] if manifest is not None else []
+    if body.manifest is not None and body.manifest_text is None:
+        named.append(body.manifest)
+    named += [digest for digest, _ in body.extra_blobs]
+    barred = possession.unproven(ctx, user, (d for d in named if d not in shown), readable)
+    if barred:  # worded as for a blob stored nowhere: nothing about other projects is told
+        raise NotFound(
+            f"{len(barred)} blob(s) the version names are not uploaded (first: {barred[0]})",
+            digest=barred[0],
+        )
     try:
         datasets = [from_json(DatasetRef, d) for d in body.datasets]
         code = from_json(CodeRef, body.code) if body.code is not None else None

@@ -12,12 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from ..blobs.base import checked_digest
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..service import identity
-from ..store import schema
+from ..service import identity, possession
 from . import transfers
 from .auth import Caller, caller
 from .bodies import DigestsBody, UploadBody, ok
@@ -25,26 +24,12 @@ from .bodies import DigestsBody, UploadBody, ok
 router = APIRouter(prefix="/api/v1")
 Who = Annotated[Caller, Depends(caller)]
 _STREAM: dict[str, Any] = {"requestBody": {"content": {"application/octet-stream": {"schema": {}}}}}
-_VB, _V, _M, _P = schema.version_blobs, schema.versions, schema.models, schema.projects
 
 
 def visible(who: Caller, digests: list[str]) -> set[str]:
     """The digests among *digests* that a version of a project *who* may read names."""
-    readable = who.readable()
-    query = (
-        select(_VB.c.digest)
-        .distinct()
-        .select_from(
-            _VB.join(_V, _V.c.id == _VB.c.version_id)
-            .join(_M, _M.c.id == _V.c.model_id)
-            .join(_P, _P.c.id == _M.c.project_id)
-        )
-        .where(_VB.c.digest.in_(digests))
-    )
-    if readable is not None:
-        query = query.where(_P.c.name.in_(sorted(readable)))
     with who.base._ctx.store.read() as conn:
-        return {str(d) for d in conn.execute(query).scalars()}
+        return possession.visible(conn, digests, who.readable())
 
 
 def _may_upload(who: Caller) -> None:
@@ -85,7 +70,15 @@ async def upload(
     result = await transfers.receive_blob(
         ctx.blobs, ctx.settings.home, digest, request.stream(), content_length
     )
-    return ok(result, status=201)
+    await run_in_threadpool(_sent_bytes, who, [digest])
+    # whether the bytes were new to the store is not told: that would say another project
+    # holds the same file
+    return ok({**result, "stored": True}, status=201)
+
+
+def _sent_bytes(who: Caller, digests: list[str]) -> None:
+    """*who* has shown the server these blobs' bytes: versions of theirs may name them."""
+    possession.record(who.base._ctx, who.user, digests)
 
 
 @router.head("/blobs/{digest}", response_model=None)
@@ -126,6 +119,10 @@ def presigned(digest: str, who: Who, method: str = "GET") -> Response:
     elif method == "PUT":
         _may_upload(who)
         signed = blobs.presigned_put(checked_digest(digest), 900)
+        if not blobs.exists(digest):
+            # S3 takes only bytes with this checksum under this key, once: whoever can
+            # make the blob exist holds its bytes (an existing blob is not granted here)
+            _sent_bytes(who, [digest])
     else:
         raise InvalidInput("method must be GET or PUT", field="method")
     return ok({"method": signed.method, "url": signed.url, "headers": signed.headers})
@@ -168,4 +165,6 @@ def complete_upload(upload_id: str, who: Who) -> Response:
     _may_upload(who)
     ctx = who.base._ctx
     session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id)
-    return ok(transfers.complete(session, ctx.blobs), status=201)
+    result = transfers.complete(session, ctx.blobs)
+    _sent_bytes(who, [result["digest"]])
+    return ok({**result, "stored": True}, status=201)

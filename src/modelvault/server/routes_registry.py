@@ -62,7 +62,7 @@ def register(project: str, model: str, body: RegisterBody, who: Who) -> Response
             who.read(other)  # a version of a project the caller cannot see is as if absent
     if body.pushed is not None and body.pushed.created_by != who.user:
         who.need(project, "admin")  # keeping another author's name is for project admins
-    return ok(register_uploaded(reg, project, model, body), status=201)
+    return ok(register_uploaded(reg, project, model, body, who.user, who.readable()), status=201)
 
 
 @router.get("/refs/{ref}", responses=_doc(Version))

@@ -610,3 +610,14 @@ deployment_windows = Table(
 Index(
     "ix_deployment_windows_to", deployment_windows.c.deployment_id, deployment_windows.c.window_to
 )
+
+# Who has shown the server a blob's bytes (an upload through the API): a version may name a
+# blob only when its registrant can read a version naming it or has sent its bytes, so a
+# digest learned elsewhere is no key to another tenant's files (docs/server.md).
+blob_uploads = Table(
+    "mv_blob_uploads",
+    metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("user", String(256), primary_key=True),
+    Column("uploaded_at", TS, nullable=False),
+)
