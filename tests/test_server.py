@@ -217,6 +217,15 @@ def test_a_token_of_project_a_learns_nothing_about_project_b(
         assert answers[0].json()["error"]["message"] == answers[1].json()["error"][
             "message"
         ].replace(nowhere, vb.artifact_digest)
+        snaps = []
+        for digest in (vb.artifact_digest, nowhere):  # nor as a file of a stored snapshot
+            claim = manifest_bytes([FileEntry("w.bin", 24, digest, 0o644)]).decode()
+            body = {"name": "loot", "manifest_text": claim, "stored": True}
+            snaps.append(c.post("/projects/bank-a/snapshots", json=body))
+        assert [a.status_code for a in snaps] == [404, 404], [a.text for a in snaps]
+        assert snaps[0].json()["error"]["message"] == snaps[1].json()["error"]["message"].replace(
+            nowhere, vb.artifact_digest
+        )
     assert [m.name for m in admin.models(project="bank-a")] == ["fraud"]
     # whoever holds the same bytes may register them: a file too big to go inline is
     # reported missing (bank-b's copy is not ann's to see), sent once, and then named

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..errors import InvalidInput
 from ..refs import parse_ref
+from ..service import possession
 from ..tracking.records import (
     BehaviourComparison,
     EvaluationReport,
@@ -166,6 +167,8 @@ def snapshot(project: str, body: SnapshotBody, who: Who) -> Response:
         manifest_text=body.manifest_text or "",
         uri=body.uri,
         stored=body.stored,
+        # a digest alone is no key to another project's files (docs/server.md, tenants)
+        unproven=lambda digests: possession.unproven(reg._ctx, who.user, digests, who.readable()),
     )
     return ok(found, status=201)
 

@@ -50,6 +50,7 @@ NOT_SCANNED = {
     schema.audit_checkpoints.name,
     schema.audit_head.name,
     schema.audit_personal.name,
+    schema.blob_uploads.name,  # who sent a blob's bytes: a permission, not a reference
     VB.name,
     V.name,
     schema.run_metrics.name,
@@ -396,6 +397,7 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float, only: set[str] | No
     blobs = listing()
     owners = _owners(ctx)
     sweep = Sweep(dry_run=dry_run)
+    swept: list[str] = []
     per_model: dict[str, dict[str, int]] = defaultdict(lambda: {"blobs": 0, "bytes": 0})
     for digest, size, mtime in blobs:
         if only is not None and digest not in only:
@@ -408,6 +410,7 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float, only: set[str] | No
             continue
         if not dry_run and not remove(digest):
             continue
+        swept.append(digest)
         owner = owners.get(digest, "(referenced by nothing)")
         per_model[owner]["blobs"] += 1
         per_model[owner]["bytes"] += size
@@ -416,6 +419,9 @@ def gc(ctx: Context, *, dry_run: bool, grace_seconds: float, only: set[str] | No
     sweep.per_model = dict(per_model)
     if not dry_run and sweep.blobs:
         with ctx.store.write() as conn:
+            up = schema.blob_uploads
+            for start in range(0, len(swept), 500):  # whoever sent them must send them again
+                conn.execute(delete(up).where(up.c.digest.in_(swept[start : start + 500])))
             append(
                 conn,
                 EventDraft("gc.sweep", "blobs", after=sweep.to_json()),

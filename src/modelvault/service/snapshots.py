@@ -157,10 +157,18 @@ def snapshot_path(
 
 
 def record_uploaded(
-    ctx: Context, project: str, *, name: str, manifest_text: str, uri: str | None, stored: bool
+    ctx: Context,
+    project: str,
+    *,
+    name: str,
+    manifest_text: str,
+    uri: str | None,
+    stored: bool,
+    unproven: Callable[[list[str]], list[str]] | None = None,
 ) -> Snapshot:
     """Record a snapshot hashed elsewhere (the remote SDK): the manifest is stored and read
-    back (paths checked); when *stored*, every file it names must be uploaded already."""
+    back (paths checked); when *stored*, every file it names must be uploaded already, and
+    among those, *unproven* names the ones the caller may not name (treated as absent)."""
     from .artifacts import read_manifest
 
     name = _check_name(name)
@@ -169,6 +177,8 @@ def record_uploaded(
     manifest = read_manifest(ctx, digest)
     if stored:
         absent = [f.digest for f in manifest.files if not ctx.blobs.exists(f.digest)]
+        if not absent and unproven is not None:
+            absent = unproven([f.digest for f in manifest.files])
         if absent:
             raise NotFound(
                 f"{len(absent)} file(s) of the snapshot are not uploaded (first: {absent[0]})",
