@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.harness import Figures
 
-from . import artifacts, audit, gateway, metrics, registry, server, snapshot
+from . import artifacts, audit, auditquery, gateway, metrics, registry, server, snapshot
 
 # name -> (run(work_dir, quick) -> figures, {figure: (unit, better)}) ; better: "high" | "low"
 WORKLOADS: dict[str, tuple[Callable[[Path, bool], Figures], dict[str, tuple[str, str]]]] = {
@@ -17,6 +17,7 @@ WORKLOADS: dict[str, tuple[Callable[[Path, bool], Figures], dict[str, tuple[str,
     "snapshot": (snapshot.run, snapshot.FIGURES),
     "gateway": (gateway.run, gateway.FIGURES),
     "audit": (audit.run, audit.FIGURES),
+    "audit-queries": (auditquery.run, auditquery.FIGURES),
     "server": (server.run, server.FIGURES),
     "server-pg": (server.run_pg, server.PG_FIGURES),
 }

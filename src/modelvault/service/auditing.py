@@ -3,10 +3,11 @@ an actor's personal data (their clear name) from the events that commit to it.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from ..audit import (
     ERASE_ACTION,
@@ -46,20 +47,11 @@ def list_events(
     actor marks of new events left in place), for the offline bundle."""
     query = events_select()
     if model is not None:
-        proj, name = resolve_model(ctx, model)
-        query = query.where(E.c.project == proj, E.c.model == name)
+        proj, model_name = resolve_model(ctx, model)
+        query = query.where(E.c.project == proj, E.c.model == model_name)
     elif project is not None:
         query = query.where(E.c.project == check_name(project, what="project name"))
-    if actor is not None:
-        name = check_actor(actor)
-        # events from before pseudonymization name the actor in clear; later ones through
-        # their personal row (none once erased)
-        query = query.where(
-            or_(
-                and_(E.c.actor == name, E.c.scheme == CLEAR),
-                E.c.seq.in_(select(AP.c.seq).where(AP.c.actor == name)),
-            )
-        )
+    who = check_actor(actor) if actor is not None else None
     if action is not None:
         check_text(action, limit="reference_chars", what="action")
         query = query.where(
@@ -69,20 +61,33 @@ def list_events(
         query = query.where(E.c.ts >= to_text(since))
     if until is not None:
         query = query.where(E.c.ts < to_text(until))
-    order: Any = E.c.seq
-    narrowed = model is not None or project is not None or actor is not None or action
-    timed = since is not None or until is not None
-    if timed and not narrowed and ctx.store.dialect == "sqlite":
-        # only a time range: read it from the time index and sort what it holds, rather than
-        # walk the whole log in sequence order, which SQLite's planner prefers; `seq + 0` is
-        # SQLite's documented way to keep the planner off an index
-        order = E.c.seq + 0
-    query = query.where(order > after_seq)
-    query = query.order_by(order.desc() if newest_first else order)
-    if limit is not None:
-        query = query.limit(limit)
+
+    def page(q: Any, key: Any) -> Any:
+        q = q.where(key > after_seq).order_by(key.desc() if newest_first else key)
+        return q.limit(limit) if limit is not None else q
+
+    rows: Sequence[Any]
     with ctx.store.read() as conn:
-        rows = conn.execute(query).all()
+        if who is not None:
+            # events from before pseudonymization name the actor in clear, later ones through
+            # their personal row (none once erased): each read in sequence order from its own
+            # (actor, seq) index, so a page costs the same at ten million events as at ten
+            clear = conn.execute(
+                page(query.where(E.c.actor == who, E.c.scheme == CLEAR), E.c.seq)
+            ).all()
+            personal = conn.execute(page(query.where(AP.c.actor == who), AP.c.seq)).all()
+            rows = sorted([*clear, *personal], key=lambda r: r.seq, reverse=newest_first)
+            rows = rows[:limit] if limit is not None else rows
+        else:
+            order: Any = E.c.seq
+            narrowed = model is not None or project is not None or action
+            timed = since is not None or until is not None
+            if timed and not narrowed and ctx.store.dialect == "sqlite":
+                # only a time range: read it from the time index and sort what it holds,
+                # rather than walk the whole log in sequence order, which SQLite's planner
+                # prefers; `seq + 0` is SQLite's documented way to keep it off an index
+                order = E.c.seq + 0
+            rows = conn.execute(page(query, order)).all()
     return [row_to_event(r, as_hashed=as_hashed) for r in rows]
 
 
