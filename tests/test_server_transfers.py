@@ -7,7 +7,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -151,8 +151,8 @@ def test_a_streamed_upload_is_written_into_the_store_once(server: LiveServer) ->
     with api(server) as c:
         answer = c.put(f"/blobs/{sha(data)}", content=data)
         assert answer.status_code == 201, answer.text
-        again = c.put(f"/blobs/{sha(data)}", content=data)
-    assert again.json()["stored"] is False
+        again = c.put(f"/blobs/{sha(data)}", content=data)  # already there: nothing new
+        assert again.status_code == 201, again.text
     assert server.registry._ctx.blobs.read_bytes(sha(data)) == data
     assert _leftovers(server) == []
     spool = server.registry.settings.home / "uploads"
@@ -183,3 +183,37 @@ def test_a_pull_reads_the_body_from_the_socket_and_verifies_it(
         alice._blobs.copy_to(digest, tmp_path / "bad.bin")
     assert not (tmp_path / "bad.bin").exists()
     assert not (tmp_path / "nothing").exists()
+
+
+def test_a_store_without_a_staging_area_gets_the_checked_file(tmp_path: Path) -> None:
+    """Other blob stores (memory, S3) get the upload through put_file: the bytes wait in the
+    session's own directory, and a chunked session completes the same way."""
+    import anyio
+
+    from modelvault.blobs.memory import MemoryBlobStore
+
+    blobs = MemoryBlobStore()
+    home = tmp_path / "home"
+
+    async def body(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 100_000):
+            yield data[start : start + 100_000]
+
+    async def upload() -> None:
+        streamed = os.urandom(300_000)
+        done = await transfers.receive_blob(blobs, home, sha(streamed), body(streamed), None)
+        assert done == {"digest": sha(streamed), "size": len(streamed), "stored": True}
+        session = transfers.open_session(home, blobs, "alice", sha(DATA), len(DATA), CHUNK)
+        assert session.data == session.path / "data"
+        with pytest.raises(IntegrityError, match="chunk 0 hashes to"):
+            await transfers.receive_chunk(session, 0, body(DATA[:CHUNK]), sha(b"other"))
+        assert session.received() == []  # a chunk failing its own digest does not count
+        for index in (2, 0, 1, 3):  # out of order: completion hashes the file again
+            piece = DATA[index * CHUNK : (index + 1) * CHUNK]
+            await transfers.receive_chunk(session, index, body(piece), sha(piece))
+        assert transfers.complete(session, blobs)["stored"] is True
+        assert blobs.read_bytes(sha(streamed)) == streamed
+
+    anyio.run(upload)
+    assert blobs.read_bytes(sha(DATA)) == DATA
+    assert [p.name for p in (home / "uploads").iterdir()] == []
