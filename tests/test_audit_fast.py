@@ -257,6 +257,7 @@ def test_workers_do_not_run_the_caller_s_script_again(big: Registry, tmp_path: P
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import sys\n"
+        f"sys.path.insert(0, {str(SRC)!r})\n"
         "from pathlib import Path\n"
         "from modelvault import Registry, Settings\n"
         "from modelvault.service.transparency import verify_all\n"
@@ -267,7 +268,8 @@ def test_workers_do_not_run_the_caller_s_script_again(big: Registry, tmp_path: P
         "result = verify_all(Registry(settings=settings)._ctx, processes=2)\n"
         "print(result.ok, result.events)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    # the script finds modelvault by its own sys.path, which its workers must use too
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, check=False
     )

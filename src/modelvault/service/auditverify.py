@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -35,7 +34,10 @@ from ..store.engine import GENESIS_HASH
 from .context import Context
 
 PARALLEL_MIN = 200_000  # events from which ranges are checked in parallel processes
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding modelvault/
+_SERVE = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from modelvault.auditscan import serve; serve()"
+)
 log = logging.getLogger("modelvault")
 
 
@@ -72,23 +74,21 @@ class _Worker:
     main script in the child, which an unguarded script using the SDK would not survive.)"""
 
     def __init__(self, args: tuple[Any, ...]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by result() or stop()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from modelvault.auditscan import serve; serve()"],
+                [sys.executable, "-c", _SERVE],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self.errors,
-                env=env,
             )
         except OSError:
             self.errors.close()
             raise
         assert self.proc.stdin is not None
         with contextlib.suppress(OSError):  # a worker that died at once fails in result()
-            self.proc.stdin.write(pickle.dumps(args))
+            # this interpreter's import path first, so the worker imports the same modelvault
+            self.proc.stdin.write(pickle.dumps(sys.path) + pickle.dumps(args))
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
 
