@@ -201,6 +201,37 @@ def test_run_artifacts_are_uploaded_and_listed_as_locally(
     assert alice.get_run(open_.id).artifacts == ()
 
 
+def test_registering_from_a_run_carries_its_record_remotely(
+    alice: Registry, server: LiveServer, tmp_path: Path
+) -> None:
+    here = local(server)
+    model = tmp_path / "fitted"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"fitted weights")
+    with alice.start_run("fraud", capture_code=False, capture_environment=False) as run:
+        run.log_params({"C": 1.0})
+        run.log_metric("auc", 0.8)
+        run.log_metric("auc", 0.9)
+        run.use_dataset("claims-eval", "eval")
+        run.log_artifact(model, artifact_path="model")
+        version = run.register_model("fraud", tags={"team": "risk"})
+        explicit = alice.register("fraud", model, run=run.id, metrics={"auc": 0.95})
+        run.log_metric("loss", float("nan"))
+        with pytest.raises(InvalidInput, match="'loss'"):
+            run.register_model("fraud", model)
+    assert version == here.get(f"fraud:{version.number}")
+    assert (version.run_id, version.params, version.metrics) == (run.id, {"C": 1.0}, {"auc": 0.9})
+    assert [(d.name, d.role) for d in version.datasets] == [("claims-eval", "eval")]
+    assert version.tags == {"team": "risk"}
+    assert [f.path for f in here.manifest(str(version)).files] == ["w.bin"]
+    assert explicit.metrics == {"auc": 0.95}
+    assert explicit.artifact_digest == version.artifact_digest  # the same file either way
+    assert alice.get_run(run.id).versions == ("fraud:3", "fraud:4")
+    empty = alice.start_run("x", capture_code=False, capture_environment=False)
+    with empty, pytest.raises(InvalidInput, match="logged no model"):
+        alice.register("empty", run=empty.id)
+
+
 def test_recording_needs_log_and_reading_needs_read(alice: Registry, server: LiveServer) -> None:
     ctx = server.registry._ctx
     for user, role in (("vic", "viewer"), ("cora", "contributor")):

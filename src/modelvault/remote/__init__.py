@@ -10,7 +10,8 @@ digest as it is written. Deployment specs read from a file are sent as their doc
 gateway reads the store directly, so it runs where the store is; the server runs no models,
 so ``evaluate`` stays where the model runs. Snapshots are hashed here and their files
 and run artifacts are hashed here and their files uploaded like a version's. Registering
-from a run is not served yet and says so in one line.
+from a run takes the run's record on the server (and, without a PATH, the model the run
+logged under ``model/``).
 """
 
 from __future__ import annotations
@@ -193,8 +194,8 @@ class RemoteRegistry(Registry):
 
         if isinstance(path, str) and not path.strip():  # Path("") would mean the cwd
             raise InvalidInput("path is empty", path="")
-        if run is not None:
-            self._unsupported("registering from a run")
+        if run is not None:  # the version describes how the run made it, not this process
+            capture_code = capture_environment = False
         project = check_name(project or self.settings.project, what="project name")
         req = RegisterRequest(
             model=model,
@@ -211,8 +212,10 @@ class RemoteRegistry(Registry):
             inference_config=inference_config,
             config=config,
         )
-        # what can be checked here is checked before a byte is sent
-        _validate(req)
+        # what can be checked here is checked before a byte is sent; from a run without a
+        # PATH, the model's files are those the run logged under model/ (on the server)
+        from_run = run is not None and req.path is None and kind == "model"
+        _validate(replace(req, path=Path(".")) if from_run else req)
         params, metrics, tags = (
             check_params(params or {}),
             check_metrics(metrics or {}),
@@ -288,6 +291,7 @@ class RemoteRegistry(Registry):
             "environment": as_json(env),
             "extra_blobs": [list(pair) for pair in extra],
             "blobs": inline,
+            "run": run,
         }
         path_ = f"/projects/{_seg(project)}/models/{_seg(model)}/versions"
         try:
@@ -319,6 +323,7 @@ class RemoteRegistry(Registry):
                 code_dir=code_dir,
                 project=project,
                 progress=progress,
+                run=run,
             )
         return from_json(Version, data)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import shutil
 
 from ..blobs.base import checked_digest
 from ..canonical import sha256_digest
@@ -126,4 +127,22 @@ def register_uploaded(
         manifest=manifest,
         imported=imported,
     )
+    if body.run is not None and imported is None:  # from a run: its record fills the version
+        return _from_run(ctx, req, body.run, project)
     return register(ctx, req, project)
+
+
+def _from_run(ctx: Context, req: RegisterRequest, run_id: str, project: str) -> Version:
+    """As a local ``register(run=...)``: without uploaded files, a model version is made of
+    what the run logged under ``model/`` (copied out of this server's own store)."""
+    from ..service.from_run import materialize_run_model, request_from_run
+
+    temp = None
+    if req.manifest is None and req.kind == "model":
+        temp = materialize_run_model(ctx, run_id, project)
+        req.path = temp
+    try:
+        return register(ctx, request_from_run(ctx, req, run_id, project), project)
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
