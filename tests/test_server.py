@@ -226,6 +226,15 @@ def test_a_token_of_project_a_learns_nothing_about_project_b(
         assert snaps[0].json()["error"]["message"] == snaps[1].json()["error"]["message"].replace(
             nowhere, vb.artifact_digest
         )
+        run_id = c.post("/projects/bank-a/runs", json={}).json()["id"]
+        arts = []
+        for digest in (vb.artifact_digest, nowhere):  # nor as an artifact of ann's own run
+            files = [{"path": "model/w.bin", "digest": digest, "size": 24}]
+            arts.append(c.post(f"/projects/bank-a/runs/{run_id}/artifacts", json={"files": files}))
+        assert [a.status_code for a in arts] == [404, 404], [a.text for a in arts]
+        assert arts[0].json()["error"]["message"] == arts[1].json()["error"]["message"].replace(
+            nowhere, vb.artifact_digest
+        )
     assert [m.name for m in admin.models(project="bank-a")] == ["fraud"]
     # whoever holds the same bytes may register them: a file too big to go inline is
     # reported missing (bank-b's copy is not ann's to see), sent once, and then named

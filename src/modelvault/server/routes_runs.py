@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
+from ..service import possession
 from ..tracking.records import MetricPoint, Run, RunArtifact, RunComparison, Snapshot
 from .auth import Caller, caller
 from .bodies import Body, Number, ok
@@ -126,7 +127,15 @@ def log_artifacts(project: str, run_id: str, body: ArtifactsBody, who: Who) -> R
 
     reg = who.need(project, "log")
     entries = [RunArtifact(f.path, checked_digest(f.digest), f.size) for f in body.files]
-    return ok(record_uploaded_artifacts(reg._ctx, run_id, project, entries), status=201)
+    # a digest alone is no key to another project's files (docs/server.md, tenants)
+    found = record_uploaded_artifacts(
+        reg._ctx,
+        run_id,
+        project,
+        entries,
+        unproven=lambda digests: possession.unproven(reg._ctx, who.user, digests, who.readable()),
+    )
+    return ok(found, status=201)
 
 
 class DatasetBody(Body):

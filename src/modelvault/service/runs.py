@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -391,10 +391,15 @@ def log_artifact(
 
 
 def record_uploaded_artifacts(
-    ctx: Context, run_id: str, project: str, entries: Sequence[RunArtifact]
+    ctx: Context,
+    run_id: str,
+    project: str,
+    entries: Sequence[RunArtifact],
+    unproven: Callable[[list[str]], list[str]] | None = None,
 ) -> list[RunArtifact]:
     """List files a client uploaded first under the run (the remote SDK): every path is
-    checked and every blob must be stored, with the size claimed."""
+    checked and every blob must be stored, with the size claimed; *unproven* names the
+    blobs the caller may not name (treated as absent)."""
     from ..manifest import path_problem
 
     if not entries:
@@ -405,12 +410,15 @@ def record_uploaded_artifacts(
         problem = path_problem(e.path)
         if problem is not None:
             raise InvalidInput(f"artifact path {e.path!r} {problem}", field="files")
-        if not ctx.blobs.exists(e.digest):
+    if len({e.path for e in entries}) != len(entries):
+        raise InvalidInput("two artifact files have the same path", field="files")
+    # a blob the caller may not name is as absent as one stored nowhere (same answer)
+    refused = set(unproven([e.digest for e in entries])) if unproven is not None else set()
+    for e in entries:
+        if e.digest in refused or not ctx.blobs.exists(e.digest):
             raise NotFound(f"the blob of {e.path} is not uploaded ({e.digest})", digest=e.digest)
         if ctx.blobs.size(e.digest) != e.size:
             raise InvalidInput(f"{e.path}: the size given does not match its blob", field="files")
-    if len({e.path for e in entries}) != len(entries):
-        raise InvalidInput("two artifact files have the same path", field="files")
     return record_artifacts(ctx, run_id, project, list(entries))
 
 
