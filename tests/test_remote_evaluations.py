@@ -94,6 +94,7 @@ def test_remote_answers_are_what_the_store_holds(alice: Registry, server: LiveSe
     assert compared.agreement == 0.5
     assert alice.lineage("fraud:2") == here.lineage("fraud:2")
     assert [n.kind for n in alice.lineage("fraud:2").upstream].count("report") == 1
+    assert alice.openlineage("fraud:2") == here.openlineage("fraud:2")
     assert alice.snapshots() == here.snapshots()
     old, new = (s.ref for s in reversed(here.snapshots(name="claims-eval")))
     assert alice.get_snapshot("claims-eval") == here.get_snapshot("claims-eval")

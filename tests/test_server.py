@@ -167,6 +167,7 @@ def _read_endpoints(project: str) -> list[str]:
         f"{p}/refs/fraud:1/evaluations",
         f"{p}/refs/fraud:1/gate",
         f"{p}/refs/fraud:1/lineage",
+        f"{p}/refs/fraud:1/openlineage",
         f"{p}/snapshots",
         f"{p}/refs/fraud:1/archive",
     ]

@@ -923,6 +923,10 @@ class RemoteRegistry(Registry):
     def lineage(self, ref: str) -> Lineage:
         return from_json(Lineage, self._http.call("GET", self._ref_path(ref, "lineage")))
 
+    def openlineage(self, ref: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", self._ref_path(ref, "openlineage"))
+        return result
+
     def compare_runs(self, run_ids: Iterable[str], *, project: str | None = None) -> RunComparison:
         data = self._http.call(
             "GET", f"/projects/{self._p(project)}/runs/compare", params={"run": list(run_ids)}

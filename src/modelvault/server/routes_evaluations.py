@@ -173,6 +173,12 @@ def snapshot(project: str, body: SnapshotBody, who: Who) -> Response:
     return ok(found, status=201)
 
 
+@router.get("/refs/{ref}/openlineage")
+def openlineage(project: str, ref: str, who: Who) -> Response:
+    """The version's lineage as OpenLineage run events (its run, datasets and itself)."""
+    return ok(who.read(project).openlineage(_ref(project, ref)))
+
+
 @router.get("/snapshots", responses={200: {"model": list[Snapshot]}})
 def snapshots(project: str, who: Who, name: str | None = None) -> Response:
     return ok(who.read(project).snapshots(name=name, project=project))
