@@ -164,6 +164,7 @@ def test_audit_filters_refuse_nul(reg: Registry) -> None:
         ({"action": "stage.promote"}, "ix_audit_action"),
         ({"model": "fraud"}, "ix_audit_model"),
         ({"since": "2026-03-01T00:00Z", "until": "2026-04-01T00:00Z"}, "ix_audit_ts"),
+        ({"actor": "bob", "action": "version.approve"}, "ix_audit_actor"),
     ],
 )
 def test_audit_queries_use_their_index(busy: Registry, query: dict[str, str], index: str) -> None:

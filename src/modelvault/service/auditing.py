@@ -72,9 +72,13 @@ def list_events(
             # events from before pseudonymization name the actor in clear, later ones through
             # their personal row (none once erased): each read in sequence order from its own
             # (actor, seq) index, so a page costs the same at ten million events as at ten
-            clear = conn.execute(
-                page(query.where(E.c.actor == who, E.c.scheme == CLEAR), E.c.seq)
-            ).all()
+            by_name = (E.c.actor == who, E.c.scheme == CLEAR)
+            clear: Sequence[Any] = []
+            # asked first on the actor index alone: with other filters SQLite would rather
+            # walk the action or time index and test the name on every row found there,
+            # millions at scale, for a name that usually has no clear-name event at all
+            if conn.execute(select(E.c.seq).where(*by_name).limit(1)).first() is not None:
+                clear = conn.execute(page(query.where(*by_name), E.c.seq)).all()
             personal = conn.execute(page(query.where(AP.c.actor == who), AP.c.seq)).all()
             rows = sorted([*clear, *personal], key=lambda r: r.seq, reverse=newest_first)
             rows = rows[:limit] if limit is not None else rows
