@@ -18,15 +18,32 @@ from modelvault.remote.http import Transport
 
 @contextmanager
 def one_request_per_connection(
-    status: int = 200, body: bytes = b'{"ok": true}'
+    status: int = 200, body: bytes = b'{"ok": true}', read_second: bool = False
 ) -> Iterator[tuple[str, list[str]]]:
     """A server that answers one request per connection and then hangs up without saying
-    so (no ``Connection: close``), as a server does with a connection it finds idle."""
+    so (no ``Connection: close``), as a server does with a connection it finds idle; with
+    *read_second*, it reads the connection's second request before hanging up unanswered."""
     listener = socket.create_server(("127.0.0.1", 0))
     seen: list[str] = []
     stop = threading.Event()
 
     listener.settimeout(0.1)
+
+    def read_request(conn: socket.socket) -> str | None:
+        """One whole request (headers and body); its request line, or None at the end."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = conn.recv(65536)
+            if not part:
+                return None
+            data += part
+        head, _, body = data.partition(b"\r\n\r\n")
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                while len(body) < int(value):
+                    body += conn.recv(65536)
+        return head.split(b"\r\n", 1)[0].decode()
 
     def serve() -> None:
         while not stop.is_set():
@@ -37,17 +54,15 @@ def one_request_per_connection(
             except OSError:
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    part = conn.recv(65536)
-                    if not part:
-                        break
-                    data += part
-                if not data:
+                conn.settimeout(5)  # not the listener's short accept timeout
+                line = read_request(conn)
+                if line is None:
                     continue
-                seen.append(data.split(b"\r\n", 1)[0].decode())
+                seen.append(line)
                 head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
                 conn.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                if read_second and (line := read_request(conn)) is not None:
+                    seen.append(line)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -71,6 +86,20 @@ def test_a_connection_the_server_closed_is_replaced_and_the_call_sent_again() ->
         finally:
             transport.close()
     assert seen == ["GET /api/v1/healthz-ish?a=1 HTTP/1.1"] * 3
+
+
+def test_a_write_that_got_no_answer_is_not_sent_again() -> None:
+    """The server may have acted on it: an error, not a second registration or promotion."""
+    with one_request_per_connection(read_second=True) as (url, seen):
+        transport = Transport(url, None)
+        try:
+            assert transport.call("POST", "/x", json={"n": 1}) == {"ok": True}
+            with pytest.raises(StoreError, match="cannot reach the server"):
+                transport.call("POST", "/x", json={"n": 2})
+            assert transport.call("POST", "/x", json={"n": 3}) == {"ok": True}  # reconnects
+        finally:
+            transport.close()
+    assert seen == ["POST /api/v1/x HTTP/1.1"] * 3  # the second arrived once, unanswered
 
 
 def test_a_connection_idle_too_long_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from ..wire import API_PREFIX, error_from_envelope
 # a connection idle for longer is not reused: the server may be closing it (uvicorn: 5 s)
 _IDLE_S = 2.0
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+_SAFE = frozenset({"GET", "HEAD"})  # sent again when a reused connection gave no answer
 
 
 class _Lean:
@@ -90,15 +91,27 @@ class _Lean:
             headers["Content-Length"] = "0"
         for attempt in (1, 2):
             conn, reused = self._connection()
+            retry = reused and attempt == 1
             try:
                 conn.request(method, target, body=payload, headers=headers)
+            except _STALE:
+                # the server had closed this kept-alive connection: nothing went out, so the
+                # request goes once more on a new connection
+                self.drop()
+                if retry:
+                    continue
+                raise
+            except BaseException:
+                self.drop()
+                raise
+            try:
                 response = conn.getresponse()
                 data = response.read()
             except _STALE:
-                # the server closed a kept-alive connection as the request went out (nothing
-                # was read, so nothing was done): once more on a new connection
+                # sent, but no answer: most likely a connection the server closed while idle,
+                # but it may have acted on the request, so only a read is sent again
                 self.drop()
-                if reused and attempt == 1:
+                if retry and method in _SAFE:
                     continue
                 raise
             except BaseException:
