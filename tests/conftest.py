@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from modelvault import Registry, Settings
 from .backends import BACKENDS, store_url
 from .clitool import CLI
 from .s3_fixtures import aws_env, moto_endpoint, s3_bucket, s3_store
+
+if TYPE_CHECKING:
+    from .server_fixtures import LiveServer
 
 __all__ = ["aws_env", "moto_endpoint", "s3_bucket", "s3_store"]
 
@@ -111,6 +115,15 @@ def as_user(settings: Settings, clock: FakeClock, mode: str) -> Iterator[Callabl
 @pytest.fixture
 def reg(as_user: Callable[[str], Registry]) -> Registry:
     return as_user("alice")
+
+
+@pytest.fixture
+def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
+    """A modelvault server on this test's store, in process, over loopback."""
+    from .server_fixtures import live_server
+
+    with live_server(settings, clock) as live:
+        yield live
 
 
 @pytest.fixture

@@ -29,6 +29,11 @@ class LiveServer:
         reg: Registry = self.app.state.registry
         return reg
 
+    def local(self, user: str) -> Registry:
+        """The server's own registry acting as *user* in project ``default``: what a remote
+        answer is compared with."""
+        return self.registry._acting_as(user, "default")
+
     def token(self, user: str, *, admin: bool = True, project: str | None = None) -> str:
         """A token for *user* (created with the user on first use)."""
         key = f"{user}/{project}/{admin}"

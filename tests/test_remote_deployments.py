@@ -5,24 +5,16 @@ nothing written, another tenant's deployments stay invisible, and the CLI deploy
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelvault import Forbidden, InvalidInput, NotFound, Registry, Settings
+from modelvault import Forbidden, InvalidInput, NotFound, Registry
 from modelvault.service import identity
 
-from .conftest import FakeClock
 from .deploy_helpers import register_model, sklearn_dir, to_production
-from .server_fixtures import LiveServer, live_server
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as live:
-        yield live
+from .server_fixtures import LiveServer
 
 
 @pytest.fixture
@@ -38,10 +30,6 @@ def alice(server: LiveServer, tmp_path: Path) -> Registry:
     return reg
 
 
-def local(server: LiveServer) -> Registry:
-    return server.registry._acting_as("alice", "default")
-
-
 def api(server: LiveServer, token: str) -> httpx.Client:
     return httpx.Client(
         base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -49,7 +37,7 @@ def api(server: LiveServer, token: str) -> httpx.Client:
 
 
 def test_remote_deployments_are_what_the_store_holds(alice: Registry, server: LiveServer) -> None:
-    here = local(server)
+    here = server.local("alice")
     assert alice.deployment("fraud", "production") == here.deployment("fraud", "production")
     canary = alice.deploy_release("fraud:2", "production", canary="10,100", bake="1m")
     assert canary == here.deployment("fraud", "production")
@@ -97,7 +85,7 @@ def test_a_spec_file_is_read_on_the_client(
     path = tmp_path / "spec.yaml"
     path.write_text("model: fraud\nenvironment: staging\nrelease: fraud:2\nreason: from a file\n")
     dep = alice.deploy_file(path)
-    assert dep == local(server).deployment("fraud", "staging")
+    assert dep == server.local("alice").deployment("fraud", "staging")
     assert dep.reason == "from a file"
 
 
@@ -131,13 +119,13 @@ def test_permissions_per_route(alice: Registry, server: LiveServer) -> None:
     assert dan.deploy_release("fraud:2", "staging").revision == 1
     with pytest.raises(Forbidden, match="admin"):
         dan.add_environment("eu")
-    assert local(server).deployment("fraud", "staging").set_by == "dan"
+    assert server.local("alice").deployment("fraud", "staging").set_by == "dan"
 
 
 def test_bad_input_is_one_clear_line_and_writes_nothing(
     alice: Registry, server: LiveServer
 ) -> None:
-    before = len(local(server).audit(limit=None))
+    before = len(server.local("alice").audit(limit=None))
     with pytest.raises(InvalidInput, match="last canary step must be 100"):
         alice.deploy_release("fraud:2", "production", canary="1,5")
     with pytest.raises(InvalidInput, match="unknown key 'colour'"):
@@ -151,7 +139,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
         assert answer.status_code == 400, answer.text
         message = answer.json()["error"]["message"]
         assert message and "\n" not in message
-    assert len(local(server).audit(limit=None)) == before
+    assert len(server.local("alice").audit(limit=None)) == before
     assert len(alice.deployment_history("fraud", "production")) == 1
 
 
@@ -180,7 +168,7 @@ def test_another_projects_deployments_are_invisible(
         assert probe.status_code == 404  # not even as a release in ann's own deployment
         rollback = c.post(base.format("default") + "/rollback", json={"reason": "x"})
         assert rollback.status_code == 404
-    assert local(server).deployment("fraud", "production").revision == 1
+    assert server.local("alice").deployment("fraud", "production").revision == 1
 
 
 def test_the_cli_deploys_through_the_server(
@@ -209,4 +197,4 @@ def test_the_cli_deploys_through_the_server(
         == InvalidInput.exit_code
     )
     assert "last canary step must be 100" in capsys.readouterr().err
-    assert local(server).deployment("fraud", "staging").set_by == "alice"
+    assert server.local("alice").deployment("fraud", "staging").set_by == "alice"

@@ -6,19 +6,18 @@ read, and the CLI records and checks gates remotely."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelvault import Conflict, Forbidden, GateFailed, InvalidInput, NotFound, Registry, Settings
+from modelvault import Conflict, Forbidden, GateFailed, InvalidInput, NotFound, Registry
 from modelvault.domain import FileEntry
 from modelvault.manifest import manifest_bytes
 from modelvault.service import identity
 
-from .conftest import FakeClock, write_model
-from .server_fixtures import LiveServer, live_server
+from .conftest import write_model
+from .server_fixtures import LiveServer
 
 POLICY = """
 [defaults]
@@ -31,20 +30,10 @@ rules = ["auc >= 0.90", "p95_latency_ms <= 50"]
 
 
 @pytest.fixture
-def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as live:
-        yield live
-
-
-def local(server: LiveServer) -> Registry:
-    return server.registry._acting_as("alice", "default")
-
-
-@pytest.fixture
 def alice(server: LiveServer, tmp_path: Path) -> Registry:
     """fraud:1 and fraud:2 in staging, approved; two snapshots of the evaluation set (stored,
     made where the store is); the production gate needs a report on it."""
-    here = local(server)
+    here = server.local("alice")
     eval_dir = tmp_path / "eval"
     eval_dir.mkdir()
     (eval_dir / "set.csv").write_text("x,label\n1,1\n0,0\n1,0\n")
@@ -69,7 +58,7 @@ def api(server: LiveServer, token: str) -> httpx.Client:
 
 
 def test_remote_answers_are_what_the_store_holds(alice: Registry, server: LiveServer) -> None:
-    here = local(server)
+    here = server.local("alice")
     failing = alice.check_gate("fraud:2")
     assert failing == here.check_gate("fraud:2") and not failing.passed
     with pytest.raises(GateFailed):
@@ -106,7 +95,7 @@ def test_remote_answers_are_what_the_store_holds(alice: Registry, server: LiveSe
 def test_snapshots_are_hashed_on_the_client_and_stored_on_the_server(
     alice: Registry, server: LiveServer, tmp_path: Path
 ) -> None:
-    here = local(server)
+    here = server.local("alice")
     data = tmp_path / "claims"
     (data / "sub").mkdir(parents=True)
     (data / "set.csv").write_text("x,label\n1,1\n0,0\n1,1\n")
@@ -131,7 +120,7 @@ def test_snapshots_are_hashed_on_the_client_and_stored_on_the_server(
 
 
 def test_bad_snapshots_are_refused_and_record_nothing(alice: Registry, server: LiveServer) -> None:
-    here = local(server)
+    here = server.local("alice")
     before = here.snapshots()
     absent = FileEntry("a.csv", 3, "sha256:" + "ab" * 32, 0o644)
     manifest = manifest_bytes([absent]).decode("utf-8")
@@ -164,7 +153,7 @@ def test_runs_compare_remotely(alice: Registry, server: LiveServer) -> None:
             run.log_metric("auc", lr * 4)
             ids.append(run.id)
     compared = alice.compare_runs(ids)
-    assert compared == local(server).compare_runs(ids)
+    assert compared == server.local("alice").compare_runs(ids)
     assert set(compared.differs) == {"auc", "lr"}
     with pytest.raises(InvalidInput, match="at least two runs"):
         alice.compare_runs(ids[:1])
@@ -173,7 +162,7 @@ def test_runs_compare_remotely(alice: Registry, server: LiveServer) -> None:
 def test_run_artifacts_are_uploaded_and_listed_as_locally(
     alice: Registry, server: LiveServer, tmp_path: Path
 ) -> None:
-    here = local(server)
+    here = server.local("alice")
     out = tmp_path / "out"
     (out / "plots").mkdir(parents=True)
     (out / "model.txt").write_text("weights")
@@ -189,7 +178,9 @@ def test_run_artifacts_are_uploaded_and_listed_as_locally(
     stored = here.get_run(run.id).artifacts
     assert stored == alice.get_run(run.id).artifacts and len(stored) == 3
     assert server.registry._ctx.blobs.read_bytes(listed[0].digest) == b"weights"
-    with local(server).start_run("train", capture_code=False, capture_environment=False) as mine:
+    with server.local("alice").start_run(
+        "train", capture_code=False, capture_environment=False
+    ) as mine:
         assert here.log_artifact(mine.id, out) == listed  # the same entries locally
     other = alice.start_run("other", capture_code=False, capture_environment=False)
     with api(server, server.token("alice")) as c, other as open_:
@@ -205,7 +196,7 @@ def test_run_artifacts_are_uploaded_and_listed_as_locally(
 def test_registering_from_a_run_carries_its_record_remotely(
     alice: Registry, server: LiveServer, tmp_path: Path
 ) -> None:
-    here = local(server)
+    here = server.local("alice")
     model = tmp_path / "fitted"
     model.mkdir()
     (model / "w.bin").write_bytes(b"fitted weights")
@@ -254,7 +245,7 @@ def test_recording_needs_log_and_reading_needs_read(alice: Registry, server: Liv
 def test_bad_input_is_one_clear_line_and_writes_nothing(
     alice: Registry, server: LiveServer
 ) -> None:
-    before = len(local(server).audit(limit=None))
+    before = len(server.local("alice").audit(limit=None))
     with pytest.raises(NotFound, match="snapshot"):
         alice.record_evaluation("fraud:1", "no-such-set", metrics={"auc": 0.9})
     with pytest.raises(InvalidInput, match="outputs"):
@@ -276,8 +267,8 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
         )
     assert words.status_code == 400 and "\n" not in words.json()["error"]["message"]
     assert path.status_code in (400, 404) and path.json()["error"]["code"] != "internal"
-    assert local(server).evaluations("fraud:1") == []
-    assert len(local(server).audit(limit=None)) == before
+    assert server.local("alice").evaluations("fraud:1") == []
+    assert len(server.local("alice").audit(limit=None)) == before
 
 
 def test_lineage_stops_at_projects_the_token_may_not_read(
@@ -286,7 +277,7 @@ def test_lineage_stops_at_projects_the_token_may_not_read(
     alice.register(
         "child", write_model(tmp_path, "c", b"child"), project="bank-b", parents=["default/fraud:1"]
     )
-    here = local(server)
+    here = server.local("alice")
     assert [n.id for n in here.lineage("fraud:1").downstream] == ["bank-b/child:1"]
     ctx = server.registry._ctx
     identity.create_user(ctx, "ann")
@@ -330,4 +321,4 @@ def test_the_cli_records_and_checks_gates_through_the_server(
     assert json.loads(capsys.readouterr().out)[0]["metrics"] == {"auc": 0.95}
     assert main(["data", "list"]) == 0
     assert "claims-eval" in capsys.readouterr().out
-    assert local(server).evaluations("fraud:2")[0].created_by == "alice"
+    assert server.local("alice").evaluations("fraud:2")[0].created_by == "alice"

@@ -6,27 +6,16 @@ one clear 4xx line with nothing written, and another tenant's holds stay invisib
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelvault import Conflict, Forbidden, InvalidInput, NotFound, Registry, Settings
+from modelvault import Conflict, Forbidden, InvalidInput, NotFound, Registry
 from modelvault.service import identity
 
-from .conftest import FakeClock, write_model
-from .server_fixtures import LiveServer, live_server
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as live:
-        yield live
-
-
-def local(server: LiveServer) -> Registry:
-    return server.registry._acting_as("alice", "default")
+from .conftest import write_model
+from .server_fixtures import LiveServer
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def api(server: LiveServer, token: str) -> httpx.Client:
 
 
 def test_holds_deletions_and_pruning_match_local(alice: Registry, server: LiveServer) -> None:
-    here = local(server)
+    here = server.local("alice")
     held = alice.hold("fraud:2", reason="litigation 2026-17")
     assert held == {"version": "default/fraud:2", "held": True, "reason": "litigation 2026-17"}
     assert alice.holds() == here.holds() and len(alice.holds()) == 1
@@ -83,7 +72,7 @@ def test_holds_deletions_and_pruning_match_local(alice: Registry, server: LiveSe
 
 
 def test_retention_policy_and_gc_run_on_the_server(alice: Registry, server: LiveServer) -> None:
-    here = local(server)
+    here = server.local("alice")
     Path(server.registry.settings.retention).write_text("[defaults]\nkeep_last = 3\n")
     dry = alice.apply_retention(dry_run=True)
     assert dry == here.apply_retention(dry_run=True)
@@ -126,7 +115,7 @@ def test_project_admins_manage_retention_and_global_admins_sweep(
 def test_bad_input_is_one_clear_line_and_writes_nothing(
     alice: Registry, server: LiveServer
 ) -> None:
-    here = local(server)
+    here = server.local("alice")
     before = len(here.audit(limit=None))
     with pytest.raises(InvalidInput, match="reason"):
         alice.hold("fraud:1", reason="")
@@ -170,7 +159,7 @@ def test_another_projects_holds_are_invisible(
             absent = c.request(method, path.format("bank-zz"))
             assert existing.status_code == absent.status_code == 404, path
             assert existing.json() == json.loads(absent.text.replace("bank-zz", "default")), path
-    assert len(local(server).holds()) == 1
+    assert len(server.local("alice").holds()) == 1
 
 
 def test_the_cli_holds_and_sweeps_through_the_server(
@@ -193,4 +182,4 @@ def test_the_cli_holds_and_sweeps_through_the_server(
     assert main(["delete-artifact", "fraud:2", "--reason", "x"]) == Conflict.exit_code
     assert "legal hold" in capsys.readouterr().err
     assert main(["gc", "--dry-run"]) == 0
-    assert local(server).holds()[0]["by"] == "alice"
+    assert server.local("alice").holds()[0]["by"] == "alice"

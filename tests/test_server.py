@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,6 @@ from modelvault.service import identity
 
 from .conftest import FakeClock, write_model
 from .server_fixtures import LiveServer, live_server
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as live:
-        yield live
 
 
 def api(server: LiveServer, token: str | None) -> httpx.Client:

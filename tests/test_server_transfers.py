@@ -7,27 +7,21 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from modelvault import IntegrityError, NotFound, Settings
+from modelvault import IntegrityError, NotFound
 from modelvault.remote import RemoteRegistry
 from modelvault.server import transfers
 
-from .conftest import FakeClock, write_model
-from .server_fixtures import LiveServer, live_server
+from .conftest import write_model
+from .server_fixtures import LiveServer
 
 CHUNK = 1 << 20
 DATA = bytes(range(256)) * (3 * 4096 + 100)  # 3 chunks and a bit
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FakeClock) -> Iterator[LiveServer]:
-    with live_server(settings, clock) as live:
-        yield live
 
 
 def sha(data: bytes) -> str:

@@ -11,17 +11,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import checkpoints as cps
-from .blobs.s3client import S3Options, describe, error_code, http_status, new_client
-from .errors import InvalidInput, StoreError
+from .blobs.s3client import (
+    S3Options,
+    describe,
+    error_code,
+    http_status,
+    new_client,
+    parse_s3_url,
+)
+from .errors import StoreError
 from .retention import DEFAULT_WINDOW_DAYS
 
 if TYPE_CHECKING:
@@ -29,7 +34,6 @@ if TYPE_CHECKING:
 
     from .settings import Settings
 
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # what servers answer to a conditional header they do not implement
 _UNSUPPORTED = {"NotImplemented", "InvalidArgument", "InvalidRequest"}
 LOCK_DAYS = DEFAULT_WINDOW_DAYS
@@ -38,13 +42,9 @@ LOCK_DAYS = DEFAULT_WINDOW_DAYS
 def open_s3_witness(url: str, settings: Settings | None) -> S3Witness:
     from .settings import Settings
 
-    parts = urlsplit(url)
-    if parts.username or parts.password or parts.port or parts.query or parts.fragment:
-        raise InvalidInput(f"witness URL {url!r} must look like s3://bucket/prefix")
-    if not _BUCKET.fullmatch(parts.netloc):
-        raise InvalidInput(f"witness URL {url!r} does not name a valid bucket")
+    bucket, prefix = parse_s3_url(url, "witness URL")
     options = S3Options.from_settings(settings or Settings.from_env())
-    return S3Witness(parts.netloc, unquote(parts.path), options=options)
+    return S3Witness(bucket, prefix, options=options)
 
 
 class S3Witness:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from io import FileIO
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as URLLib3Error
@@ -36,7 +35,16 @@ from .copying import (
     ingest_file,
     materialize,
 )
-from .s3client import MiB, S3Options, describe, error_code, http_status, new_client, one_line
+from .s3client import (
+    MiB,
+    S3Options,
+    describe,
+    error_code,
+    http_status,
+    new_client,
+    one_line,
+    parse_s3_url,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -47,7 +55,6 @@ if TYPE_CHECKING:
 MAX_PARTS = 10_000
 MAX_OBJECT_SIZE = 5 << 40
 PART_CONCURRENCY = 4
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _STREAM_ERRORS = (BotoCoreError, URLLib3Error, OSError)
 _HEX = re.compile(r"[0-9a-f]{64}")
 REFRESH_AFTER = 600.0  # seconds; far below gc's grace period (1 hour by default)
@@ -70,14 +77,9 @@ def open_s3(url: str, settings: Settings | None) -> S3BlobStore:
     """The store for ``s3://bucket/prefix``, reached as *settings* say."""
     from ..settings import Settings
 
-    parts = urlsplit(url)
-    bucket = parts.netloc
-    if parts.username or parts.password or parts.port or parts.query or parts.fragment:
-        raise InvalidInput(f"S3 URL {url!r} must look like s3://bucket/prefix", field="url")
-    if not _BUCKET.fullmatch(bucket):
-        raise InvalidInput(f"S3 URL {url!r} does not name a valid bucket", field="url")
+    bucket, prefix = parse_s3_url(url, "S3 URL", field="url")
     options = S3Options.from_settings(settings or Settings.from_env())
-    return S3BlobStore(bucket, unquote(parts.path), options=options)
+    return S3BlobStore(bucket, prefix, options=options)
 
 
 class S3BlobStore:

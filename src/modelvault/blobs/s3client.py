@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import (
     ClientError,
@@ -65,6 +66,20 @@ class S3Options:
             timeout=_number(settings.s3_timeout, "MODELVAULT_S3_TIMEOUT", float, 3600),
             max_attempts=int(attempts),
         )
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def parse_s3_url(url: str, what: str, **fields: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket/prefix``; *what* names the URL in the error, which
+    carries *fields*."""
+    parts = urlsplit(url)
+    if parts.username or parts.password or parts.port or parts.query or parts.fragment:
+        raise InvalidInput(f"{what} {url!r} must look like s3://bucket/prefix", **fields)
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise InvalidInput(f"{what} {url!r} does not name a valid bucket", **fields)
+    return parts.netloc, unquote(parts.path)
 
 
 def new_client(options: S3Options, max_connections: int) -> S3Client:

@@ -66,8 +66,8 @@ def register_uploaded(
         shown.add(digest)
     elif body.manifest is not None:
         manifest = read_manifest(ctx, checked_digest(body.manifest))
-    if shown:
-        possession.record(ctx, user, sorted(shown))
+    # (bytes sent here need no record: once the version commits, it names them; if it does
+    # not, the SDK sends them again, and no write is added to every registration)
     named = [f.digest for f in manifest.files] if manifest is not None else []
     if body.manifest is not None and body.manifest_text is None:
         named.append(body.manifest)
