@@ -11,11 +11,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# setup.py and the C file: the native part is built (in place) by the install
+$(STAMP): pyproject.toml setup.py src/modelvault/_fastscan.c | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[sklearn]'
 	touch $@
 
-$(DEVSTAMP): pyproject.toml | $(BIN)/python
+$(DEVSTAMP): pyproject.toml setup.py src/modelvault/_fastscan.c | $(BIN)/python
+	./tests/ensure_build_deps.sh
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(STAMP)
 

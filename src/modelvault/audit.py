@@ -20,7 +20,14 @@ from sqlalchemy import Connection, select
 from .canonical import canonical_json
 from .domain import AuditEvent, AuditVerification, frozen_map
 from .errors import StoreError
-from .eventhash import COMMITTED, commit_actor, event_hash, new_commitment, new_commitments
+from .eventhash import (
+    COMMITTED,
+    erased_in,
+    event_hash,
+    new_commitment,
+    new_commitments,
+    personal_problem,
+)
 from .store import schema
 from .store import statements as sql
 from .store.engine import GENESIS_HASH
@@ -364,29 +371,5 @@ def seq_ranges(seqs: list[int]) -> list[list[int]]:
 
 def erased_seqs(conn: Connection) -> set[int]:
     """Sequence numbers whose clear actor an ``audit.erase`` event says was erased."""
-    erased: set[int] = set()
-    for (after,) in conn.execute(select(_A.c.after).where(_A.c.action == ERASE_ACTION)):
-        try:
-            runs = json.loads(after)["seqs"]
-            for first, last in runs:
-                erased.update(range(int(first), int(last) + 1))
-        except (TypeError, ValueError, KeyError):
-            continue  # a malformed erase event explains nothing
-    return erased
-
-
-def personal_problem(
-    seq: int, clear_actor: Any, salt: Any, commitment: Any, erased: set[int]
-) -> str | None:
-    """What is wrong with the personal data of scheme-2 event *seq*, or None."""
-    if clear_actor is None:
-        if seq in erased:
-            return None
-        return f"the actor of event {seq} was removed without an audit.erase event"
-    try:
-        fits = commit_actor(salt, clear_actor) == commitment
-    except (TypeError, ValueError):
-        fits = False
-    if not fits:
-        return f"the clear actor of event {seq} does not match its commitment"
-    return None
+    rows = conn.execute(select(_A.c.after).where(_A.c.action == ERASE_ACTION))
+    return erased_in(after for (after,) in rows)

@@ -10,6 +10,11 @@ that does not match, a column of an unexpected type) is judged by ``event_hash``
 ``audit.verify`` does. A scan never explains a failure: it stops at the first event it cannot
 accept and reports how far the log is good; ``audit.verify`` resumes from there and gives
 the verdict, so every message is the event-by-event walk's own.
+
+On SQLite, where the native part is built (``_fastscan.c``, see setup.py), it reads the
+log with SQLite's C library and makes the same checks in C, several times faster; it only
+ever accepts, and stops at any event it is not sure of, which this module then judges as
+above. PostgreSQL logs, and installs without the native part, are scanned here in Python.
 """
 
 from __future__ import annotations
@@ -21,23 +26,32 @@ import sys
 from dataclasses import dataclass, field
 from json.decoder import JSONDecoder
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from types import ModuleType
 from typing import Any
 
 from . import merkle
-from .audit import personal_problem
-from .eventhash import COMMITTED, event_hash
-from .store import schema
+from .eventhash import COMMITTED, erased_in, event_hash, personal_problem
 
 BLOCK = 4096  # leaves per aligned block whose subtree hash a scan returns
 BATCH = 20_000
+RESUME = 1_000  # events checked here after one the native scan stopped at
 
-_E, _P, _T = schema.audit_events.name, schema.audit_personal.name, schema.audit_tree.name
+# the tables of store/schema.py (named here so that a worker need not load SQLAlchemy)
+_E, _P, _T = "mv_audit_events", "mv_audit_personal", "mv_audit_tree"
+ERASE_ACTION = "audit.erase"
 _SELECT = (
     "SELECT e.seq, e.ts, e.actor, e.action, e.project, e.model, e.subject, e.before, e.after,"
     " e.reason, e.prev_hash, e.hash, e.scheme, e.actor_commitment, p.actor, p.salt, t.hash"
     f" FROM {_E} e LEFT JOIN {_P} p ON p.seq = e.seq"
     f" LEFT JOIN {_T} t ON t.level = 0 AND t.idx = e.seq - 1"
 )
+_SELECT_RANGE = f"{_SELECT} WHERE e.seq >= ? AND e.seq <= ? ORDER BY e.seq"
+
+_native: ModuleType | None
+try:  # the native part (setup.py): absent when it could not be built
+    from . import _fastscan as _native
+except ImportError:  # pragma: no cover - depends on the install
+    _native = None
 
 _scan_json = JSONDecoder().scan_once  # type: ignore[attr-defined]
 # canonical_json's encoder (json.dumps with sort_keys, compact separators, ensure_ascii=False,
@@ -108,26 +122,188 @@ def _slow_fits(row: tuple[Any, ...]) -> bool:
     return recomputed == digest and not (scheme == COMMITTED and actor != "")
 
 
-def _block(segment: Segment, first: int, leaves: list[bytes], wanted: list[int]) -> None:
-    """Hash the block of *leaves* starting at leaf index *first*: its root when complete, and
-    for each wanted tree size n inside it, the perfect subtrees of [first, n) (the part of
-    the root of n below the block's level)."""
-    sha = hashlib.sha256
+def _levels(block: bytes) -> list[list[bytes]]:
+    """The levels of the Merkle subtree over *block* (leaves of 32 bytes, concatenated), from
+    the leaves up to its root."""
+    leaves = [block[i : i + 32] for i in range(0, len(block), 32)]
     levels = [leaves]
+    if _native is not None and len(leaves) == BLOCK:
+        for level in _native.levels(block):
+            levels.append([level[i : i + 32] for i in range(0, len(level), 32)])
+        return levels
+    sha = hashlib.sha256
     current = leaves
     while len(current) > 1:
         current = [
             sha(b"\x01" + a + b).digest() for a, b in zip(current[::2], current[1::2], strict=False)
         ]
         levels.append(current)
-    if len(leaves) == BLOCK:
-        segment.blocks.append(levels[-1][0])
-    for n in wanted:
-        if first < n < first + BLOCK and n <= first + len(leaves):
-            segment.parts[n] = [
-                levels[lv][ix - (first >> lv)]
-                for lv, ix in (merkle.perfect_node(a, b) for a, b in merkle.decompose(first, n))
-            ]
+    return levels
+
+
+class _Scan:
+    """The state of one scan: where it is in the log, and what it found so far."""
+
+    def __init__(
+        self,
+        segment: Segment,
+        prev: str | None,
+        tree_size: int,
+        wanted: list[int],
+        erased: set[int],
+    ) -> None:
+        self.segment = segment
+        self.prev = prev
+        self.tree_size = tree_size
+        self.wanted = wanted
+        self.erased = erased
+        self.expected = segment.start
+        self.leaves = bytearray()  # of the block being filled, 32 bytes each
+        self.block_first = segment.start - 1
+
+    def _add_leaves(self, nodes: bytes) -> None:
+        whole, at = BLOCK * 32, 0
+        if self.leaves:  # fill the block begun before
+            at = min(len(nodes), whole - len(self.leaves))
+            self.leaves += nodes[:at]
+            if len(self.leaves) < whole:
+                return
+            self._block(bytes(self.leaves))
+            self.leaves.clear()
+        while len(nodes) - at >= whole:
+            self._block(nodes[at : at + whole])
+            at += whole
+        self.leaves += nodes[at:]
+
+    def _block(self, block: bytes) -> None:
+        """Hash the block of leaves starting at leaf index block_first: its root when
+        complete, and for each wanted tree size n inside it, the perfect subtrees of
+        [first, n) (the part of the root of n below the block's level)."""
+        first, count = self.block_first, len(block) // 32
+        inside = [n for n in self.wanted if first < n < first + BLOCK and n <= first + count]
+        if count == BLOCK and _native is not None and not inside:
+            self.segment.blocks.append(_native.levels(block)[-1])
+        else:
+            levels = _levels(block)
+            if count == BLOCK:
+                self.segment.blocks.append(levels[-1][0])
+            for n in inside:
+                self.segment.parts[n] = [
+                    levels[lv][ix - (first >> lv)]
+                    for lv, ix in (merkle.perfect_node(a, b) for a, b in merkle.decompose(first, n))
+                ]
+        self.block_first += count
+
+    def finish(self) -> Segment:
+        if self.leaves:
+            self._block(bytes(self.leaves))
+            self.leaves.clear()
+        return self.segment
+
+    def _personal(self, seq: int, clear: Any, salt: Any, commitment: Any) -> None:
+        """The message (or that it was erased) from audit's own check."""
+        problem = personal_problem(seq, clear, salt, commitment, self.erased)
+        if problem is not None:
+            self.segment.personal = (seq, problem)
+
+    def feed(self, row: tuple[Any, ...]) -> bool:
+        """Check the next event (a row of _SELECT); False: it is not accepted here."""
+        sha, escape, segment = hashlib.sha256, encode_basestring, self.segment
+        (seq, ts, actor, action, project, model, subject, before, after, reason) = row[:10]
+        prev_hash, digest, scheme, commitment, clear, salt, leaf = row[10:]
+        if seq != self.expected:
+            return False
+        if self.prev is None:
+            segment.first_prev = self.prev = prev_hash
+        elif seq == segment.start:
+            segment.first_prev = prev_hash
+        if prev_hash != self.prev:
+            return False
+        try:
+            # a column of an unexpected type raises TypeError: the slow path judges it
+            if scheme == COMMITTED and actor == "":
+                who, mark = ',"actor_commitment":' + escape(commitment), ',"scheme":2'
+            elif scheme == 1:
+                who, mark = ',"actor":' + escape(actor), ""
+            else:
+                raise TypeError
+            body = (
+                f'{{"action":{escape(action)}{who}'
+                f',"after":{"null" if after is None else after + ""}'
+                f',"before":{"null" if before is None else before + ""}'
+                f',"model":{"null" if model is None else escape(model)}'
+                f',"prev_hash":{escape(prev_hash)}'
+                f',"project":{"null" if project is None else escape(project)}'
+                f',"reason":{"null" if reason is None else escape(reason)}'
+                f'{mark},"seq":{seq},"subject":{escape(subject)},"ts":{escape(ts)}}}'
+            )
+            fits = (
+                sha(body.encode()).hexdigest() == digest
+                and (after is None or _canonical_text(after))
+                and (before is None or _canonical_text(before))
+            )
+        except (TypeError, UnicodeEncodeError):
+            fits = False
+        if not fits and not _slow_fits(row[:14]):
+            return False
+        if scheme == COMMITTED and segment.personal is None:
+            try:
+                fine = sha(bytes.fromhex(salt) + clear.encode()).hexdigest() == commitment
+            except (TypeError, ValueError, AttributeError):
+                fine = False
+            if not fine:
+                self._personal(seq, clear, salt, commitment)
+        node = sha(b"\x00" + bytes.fromhex(digest)).digest()
+        if (
+            seq <= self.tree_size
+            and segment.bad_leaf is None
+            and leaf != node.hex()
+            and (leaf is None or bytes.fromhex(leaf) != node)
+        ):
+            segment.bad_leaf = seq
+        self._add_leaves(node)
+        segment.good, segment.good_hash = seq, digest
+        self.prev = digest
+        self.expected += 1
+        return True
+
+    def take(
+        self,
+        cursor: Any,
+        accepted: int,
+        leaves: bytes,
+        commit_fail: list[int],
+        bad_leaf: int,
+        last: str,
+    ) -> None:
+        """Take in what the native scan accepted from event self.expected on."""
+        if accepted == 0:
+            return
+        segment = self.segment
+        if segment.bad_leaf is None and bad_leaf:
+            segment.bad_leaf = bad_leaf
+        for seq in commit_fail:
+            if segment.personal is not None:
+                break
+            cursor.execute(
+                f"SELECT e.actor_commitment, p.actor, p.salt FROM {_E} e"
+                f" LEFT JOIN {_P} p ON p.seq = e.seq WHERE e.seq = {int(seq)}"
+            )
+            commitment, clear, salt = cursor.fetchone()
+            self._personal(seq, clear, salt, commitment)
+        self._add_leaves(leaves)
+        self.expected += accepted
+        self.prev = last
+        segment.good, segment.good_hash = self.expected - 1, last
+
+
+def _rows(cursor: Any, after: int | None, end: int, limit: int) -> list[tuple[Any, ...]]:
+    """Up to *limit* rows of _SELECT after event *after* (None: from the very first row, any
+    sequence number below 1 included) up to *end*."""
+    low = "" if after is None else f"e.seq > {int(after)} AND "
+    cursor.execute(f"{_SELECT} WHERE {low}e.seq <= {int(end)} ORDER BY e.seq LIMIT {int(limit)}")
+    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    return rows
 
 
 def scan(
@@ -139,91 +315,47 @@ def scan(
     tree_size: int,
     wanted: list[int],
     erased: set[int],
+    path: str | None = None,
 ) -> Segment:
     """Check events start..end (start - 1 a multiple of BLOCK) read through a DBAPI *cursor*.
 
     *prev* is the hash event *start* must link to (None: whatever it stores, which the caller
-    compares with the previous range's last hash). Range 1.. also reads any row before 1."""
+    compares with the previous range's last hash). Range 1.. also reads any row before 1.
+    With *path* (the SQLite file the cursor reads) and the native part built, events are
+    checked natively while they fit its fast path, and any other event here."""
     assert (start - 1) % BLOCK == 0
     segment = Segment(start, end, start - 1)
-    sha, escape = hashlib.sha256, encode_basestring
-    wanted = sorted(n for n in wanted if start - 1 < n <= end)
-    leaves: list[bytes] = []
-    block_first = start - 1
-    expected, last = start, (None if start == 1 else start - 1)
-    while expected <= end:
-        low = "" if last is None else f"e.seq > {int(last)} AND "
-        cursor.execute(f"{_SELECT} WHERE {low}e.seq <= {int(end)} ORDER BY e.seq LIMIT {BATCH}")
-        rows = cursor.fetchall()
+    state = _Scan(
+        segment, prev, tree_size, sorted(n for n in wanted if start - 1 < n <= end), erased
+    )
+    fast = _native if path is not None else None
+    after: int | None = None if start == 1 else start - 1
+    # natively, Python still judges the range's first event (it may have no prev to link to)
+    # and, after any event the native scan stops at, the next ones up to RESUME
+    limit = 1 if fast is not None else BATCH
+    while state.expected <= end:
+        rows = _rows(cursor, after, end, limit)
         if not rows:
             break
         for row in rows:
-            (seq, ts, actor, action, project, model, subject, before, after, reason) = row[:10]
-            prev_hash, digest, scheme, commitment, clear, salt, leaf = row[10:]
-            if seq != expected:
-                return segment
-            if prev is None:
-                segment.first_prev = prev = prev_hash
-            elif seq == start:
-                segment.first_prev = prev_hash
-            if prev_hash != prev:
-                return segment
-            try:
-                # a column of an unexpected type raises TypeError: the slow path judges it
-                if scheme == COMMITTED and actor == "":
-                    who, mark = ',"actor_commitment":' + escape(commitment), ',"scheme":2'
-                elif scheme == 1:
-                    who, mark = ',"actor":' + escape(actor), ""
-                else:
-                    raise TypeError
-                body = (
-                    f'{{"action":{escape(action)}{who}'
-                    f',"after":{"null" if after is None else after + ""}'
-                    f',"before":{"null" if before is None else before + ""}'
-                    f',"model":{"null" if model is None else escape(model)}'
-                    f',"prev_hash":{escape(prev_hash)}'
-                    f',"project":{"null" if project is None else escape(project)}'
-                    f',"reason":{"null" if reason is None else escape(reason)}'
-                    f'{mark},"seq":{seq},"subject":{escape(subject)},"ts":{escape(ts)}}}'
-                )
-                fits = (
-                    sha(body.encode()).hexdigest() == digest
-                    and (after is None or _canonical_text(after))
-                    and (before is None or _canonical_text(before))
-                )
-            except (TypeError, UnicodeEncodeError):
-                fits = False
-            if not fits and not _slow_fits(row[:14]):
-                return segment
-            if scheme == COMMITTED and segment.personal is None:
-                try:
-                    fine = sha(bytes.fromhex(salt) + clear.encode()).hexdigest() == commitment
-                except (TypeError, ValueError, AttributeError):
-                    fine = False
-                if not fine:  # the message (or that it was erased) from audit's own check
-                    problem = personal_problem(seq, clear, salt, commitment, erased)
-                    if problem is not None:
-                        segment.personal = (seq, problem)
-            node = sha(b"\x00" + bytes.fromhex(digest)).digest()
-            if (
-                seq <= tree_size
-                and segment.bad_leaf is None
-                and leaf != node.hex()
-                and (leaf is None or bytes.fromhex(leaf) != node)
-            ):
-                segment.bad_leaf = seq
-            leaves.append(node)
-            if len(leaves) == BLOCK:
-                _block(segment, block_first, leaves, wanted)
-                block_first += BLOCK
-                leaves = []
-            segment.good, segment.good_hash = seq, digest
-            prev = digest
-            expected += 1
-        last = rows[-1][0]
-    if leaves:
-        _block(segment, block_first, leaves, wanted)
-    return segment
+            if not state.feed(row):
+                return state.finish()
+        after = rows[-1][0]
+        if fast is None or path is None or state.prev is None or state.expected > end:
+            continue
+        accepted, leaves, fails, bad_leaf, last = fast.scan(
+            path,
+            _SELECT_RANGE,
+            state.expected,
+            end,
+            state.prev,
+            tree_size,
+            segment.bad_leaf is None,
+        )
+        state.take(cursor, accepted, leaves, fails, bad_leaf, last)
+        after = state.expected - 1
+        limit = RESUME
+    return state.finish()
 
 
 def scan_store(
@@ -236,7 +368,33 @@ def scan_store(
 ) -> Segment:
     """``scan`` in a process of its own (its own connection to the store at *url*); the
     erasures are read from the same snapshot as the events, so a concurrent erasure is seen
-    with its ``audit.erase`` event or not at all."""
+    with its ``audit.erase`` event or not at all. A SQLite store is read with the standard
+    library's driver (the worker then loads no SQLAlchemy)."""
+    from .store.urls import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None:
+        import sqlite3
+
+        lite = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            cursor = lite.cursor()
+            cursor.execute("BEGIN")
+            cursor.execute(f"SELECT after FROM {_E} WHERE action = ?", (ERASE_ACTION,))
+            erased = erased_in(after for (after,) in cursor.fetchall())
+            return scan(
+                cursor,
+                start,
+                end,
+                prev=None,
+                tree_size=tree_size,
+                wanted=wanted,
+                erased=erased,
+                path=path,
+            )
+        finally:
+            lite.close()
+
     from .audit import erased_seqs
     from .store.engine import open_metadata_store
 
@@ -244,10 +402,11 @@ def scan_store(
     try:
         with store.read() as conn:
             erased = erased_seqs(conn)
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            raw: Any = conn.connection.dbapi_connection
+            dbcursor = raw.cursor()
             try:
                 return scan(
-                    cursor,
+                    dbcursor,
                     start,
                     end,
                     prev=None,
@@ -256,7 +415,7 @@ def scan_store(
                     erased=erased,
                 )
             finally:
-                cursor.close()
+                dbcursor.close()
     finally:
         store.dispose()
 

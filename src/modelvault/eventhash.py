@@ -9,7 +9,9 @@ the clear actor and its salt can be erased later without changing any hash (docs
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from .canonical import canonical_json
@@ -80,3 +82,34 @@ def event_hash(
     else:
         raise ValueError(f"unknown event hash scheme {scheme!r}")
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def erased_in(afters: Iterable[Any]) -> set[int]:
+    """Sequence numbers whose clear actor was erased, from the ``after`` texts of the log's
+    ``audit.erase`` events (a malformed one explains nothing)."""
+    erased: set[int] = set()
+    for after in afters:
+        try:
+            runs = json.loads(after)["seqs"]
+            for first, last in runs:
+                erased.update(range(int(first), int(last) + 1))
+        except (TypeError, ValueError, KeyError):
+            continue
+    return erased
+
+
+def personal_problem(
+    seq: int, clear_actor: Any, salt: Any, commitment: Any, erased: set[int]
+) -> str | None:
+    """What is wrong with the personal data of scheme-2 event *seq*, or None."""
+    if clear_actor is None:
+        if seq in erased:
+            return None
+        return f"the actor of event {seq} was removed without an audit.erase event"
+    try:
+        fits = commit_actor(salt, clear_actor) == commitment
+    except (TypeError, ValueError):
+        fits = False
+    if not fits:
+        return f"the clear actor of event {seq} does not match its commitment"
+    return None

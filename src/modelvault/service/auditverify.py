@@ -31,6 +31,7 @@ from ..auditscan import BLOCK, Segment, scan
 from ..domain import AuditVerification
 from ..store import schema
 from ..store.engine import GENESIS_HASH
+from ..store.urls import sqlite_path
 from .context import Context
 
 PARALLEL_MIN = 200_000  # events from which ranges are checked in parallel processes
@@ -124,11 +125,19 @@ def _scan_all(
     erased = erased_seqs(conn)
     ranges = _ranges(total, parts)
     cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    path = sqlite_path(ctx.store.url)
 
     def here(start: int, end: int) -> Segment:
         prev = GENESIS_HASH if start == 1 else None
         return scan(
-            cursor, start, end, prev=prev, tree_size=tree_size, wanted=wanted, erased=erased
+            cursor,
+            start,
+            end,
+            prev=prev,
+            tree_size=tree_size,
+            wanted=wanted,
+            erased=erased,
+            path=path,
         )
 
     workers: list[_Worker | None] = []

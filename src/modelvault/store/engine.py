@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from ..errors import InvalidInput, ModelVaultError, StoreError
 from ..settings import Settings
 from .migrations import HEAD
+from .urls import scheme as url_scheme
 
 # Execution options naming the kind of transaction; each backend's "begin" hook reads them.
 _WRITE = "mv_write"
@@ -308,7 +309,7 @@ _FACTORIES: dict[str, Callable[[str, Settings], Engine]] = {
 
 
 def open_metadata_store(url: str, settings: Settings) -> MetadataStore:
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = url_scheme(url)
     factory = _FACTORIES.get(scheme)
     if factory is None:
         raise InvalidInput(
