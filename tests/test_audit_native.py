@@ -28,8 +28,13 @@ native = auditscan._native
 
 def test_the_native_part_is_built_and_used() -> None:
     # CI's install builds it (setup.py); without it `audit verify` runs at Python's pace
-    from modelvault import _fastscan
-
+    try:
+        from modelvault import _fastscan
+    except ImportError as exc:
+        pytest.fail(
+            f"the native audit scan is not built ({exc}): `make test` builds it, or"
+            " `python setup.py build_ext --inplace` (it needs gcc, libsqlite3-dev, libssl-dev)"
+        )
     assert native is _fastscan
     assert (
         schema.audit_events.name,

@@ -469,8 +469,17 @@ typedef struct {
     long long tree_size;
     int check_leaves;
     long long bad_leaf;
-    PyObject *commit_fail; /* list of seqs whose clear actor did not match its commitment */
+    PyObject *commit_fail; /* seqs whose clear actor does not match their commitment */
+    PyObject *no_clear;    /* seqs of scheme 2 without a clear actor (erased, or removed) */
 } Scan;
+
+static int append_seq(PyObject *list, long long seq) {
+    PyObject *n = PyLong_FromLongLong(seq);
+    if (n == NULL) return -1;
+    int r = PyList_Append(list, n);
+    Py_DECREF(n);
+    return r;
+}
 
 static RowResult one_row(Scan *s, sqlite3_stmt *st) {
     Col c[N_COLUMNS];
@@ -569,14 +578,9 @@ static RowResult one_row(Scan *s, sqlite3_stmt *st) {
             tohex(commit, 32, hex);
             fine = c[C_COMMITMENT].n == 64 && memcmp(hex, c[C_COMMITMENT].p, 64) == 0;
         }
-        if (!fine) {
-            PyObject *n = PyLong_FromLongLong(seq);
-            if (n == NULL || PyList_Append(s->commit_fail, n) < 0) {
-                Py_XDECREF(n);
-                return ROW_ERROR;
-            }
-            Py_DECREF(n);
-        }
+        if (!fine &&
+            append_seq(c[C_CLEAR].type == SQLITE_NULL ? s->no_clear : s->commit_fail, seq) < 0)
+            return ROW_ERROR;
     }
     if (buf_add(&s->leaves, (const char *)leaf, 32) < 0) return ROW_ERROR;
     memcpy(s->prev, c[C_HASH].p, 64);
@@ -590,10 +594,10 @@ PyDoc_STRVAR(scan_doc,
 "Check events first..end of the SQLite database at *path*, read by *sql* (auditscan's\n"
 "SELECT, its two parameters the first and last sequence number), event *first* linking to\n"
 "*prev*. Stops at the first event the fast path cannot accept. Returns (accepted, leaves,\n"
-"commit_fail, bad_leaf, last): how many events were accepted, their Merkle leaves (32 bytes\n"
-"each), the accepted scheme-2 events whose clear actor does not match its commitment, the\n"
-"first accepted event within tree_size whose stored leaf is wrong (0: none), and the hash\n"
-"the next event must link to.");
+"commit_fail, no_clear, bad_leaf, last): how many events were accepted, their Merkle leaves\n"
+"(32 bytes each), the accepted scheme-2 events whose clear actor does not match their\n"
+"commitment and those without a clear actor, the first accepted event within tree_size\n"
+"whose stored leaf is wrong (0: none), and the hash the next event must link to.");
 
 static PyObject *py_scan(PyObject *self, PyObject *args) {
     (void)self;
@@ -608,6 +612,10 @@ static PyObject *py_scan(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "prev must be 64 hex characters");
         return NULL;
     }
+    if (first < 1) {
+        PyErr_SetString(PyExc_ValueError, "first must be a sequence number (1 or more)");
+        return NULL;
+    }
     Scan s;
     memset(&s, 0, sizeof s);
     memcpy(s.prev, prev, 64);
@@ -617,10 +625,11 @@ static PyObject *py_scan(PyObject *self, PyObject *args) {
     s.sha.md = SHA256_MD;
     s.sha.ctx = EVP_MD_CTX_new();
     s.commit_fail = PyList_New(0);
+    s.no_clear = PyList_New(0);
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     PyObject *result = NULL;
-    if (s.sha.ctx == NULL || s.commit_fail == NULL) {
+    if (s.sha.ctx == NULL || s.commit_fail == NULL || s.no_clear == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -638,6 +647,11 @@ static PyObject *py_scan(PyObject *self, PyObject *args) {
         goto done;
     }
     while (s.expected <= end) {
+        if ((s.expected - first) % 4096 == 4095) {
+            /* let the process's other threads run (a server answering requests) */
+            Py_BEGIN_ALLOW_THREADS
+            Py_END_ALLOW_THREADS
+        }
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) break;
         if (rc != SQLITE_ROW) {
@@ -652,9 +666,9 @@ static PyObject *py_scan(PyObject *self, PyObject *args) {
         }
         if (r == ROW_STOP) break;
     }
-    result = Py_BuildValue("Ly#OLs#", s.expected - first, s.leaves.data ? s.leaves.data : "",
-                           (Py_ssize_t)s.leaves.len, s.commit_fail, s.bad_leaf, s.prev,
-                           (Py_ssize_t)64);
+    result = Py_BuildValue("Ly#OOLs#", s.expected - first, s.leaves.data ? s.leaves.data : "",
+                           (Py_ssize_t)s.leaves.len, s.commit_fail, s.no_clear, s.bad_leaf,
+                           s.prev, (Py_ssize_t)64);
 done:
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -662,6 +676,7 @@ done:
     PyMem_Free(s.body.own);
     PyMem_Free(s.leaves.own);
     Py_XDECREF(s.commit_fail);
+    Py_XDECREF(s.no_clear);
     return result;
 }
 

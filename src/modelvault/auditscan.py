@@ -272,19 +272,24 @@ class _Scan:
         cursor: Any,
         accepted: int,
         leaves: bytes,
-        commit_fail: list[int],
+        fails: tuple[list[int], list[int]],
         bad_leaf: int,
         last: str,
     ) -> None:
-        """Take in what the native scan accepted from event self.expected on."""
+        """Take in what the native scan accepted from event self.expected on; *fails*: the
+        events whose clear actor does not match their commitment, and those without one."""
         if accepted == 0:
             return
         segment = self.segment
         if segment.bad_leaf is None and bad_leaf:
             segment.bad_leaf = bad_leaf
-        for seq in commit_fail:
+        mismatched, missing = fails
+        absent = set(missing)
+        for seq in sorted(mismatched + missing):
             if segment.personal is not None:
                 break
+            if seq in absent and seq in self.erased:
+                continue  # erased, as an audit.erase event says: nothing wrong
             cursor.execute(
                 f"SELECT e.actor_commitment, p.actor, p.salt FROM {_E} e"
                 f" LEFT JOIN {_P} p ON p.seq = e.seq WHERE e.seq = {int(seq)}"
@@ -343,7 +348,7 @@ def scan(
         after = rows[-1][0]
         if fast is None or path is None or state.prev is None or state.expected > end:
             continue
-        accepted, leaves, fails, bad_leaf, last = fast.scan(
+        accepted, leaves, mismatched, missing, bad_leaf, last = fast.scan(
             path,
             _SELECT_RANGE,
             state.expected,
@@ -352,7 +357,7 @@ def scan(
             tree_size,
             segment.bad_leaf is None,
         )
-        state.take(cursor, accepted, leaves, fails, bad_leaf, last)
+        state.take(cursor, accepted, leaves, (mismatched, missing), bad_leaf, last)
         after = state.expected - 1
         limit = RESUME
     return state.finish()
