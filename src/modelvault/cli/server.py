@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from . import output
 from .app import app, state
 
 
@@ -19,17 +18,6 @@ def server(
 
     Migrates the schema first (several replicas starting at once are safe). On the first
     start it creates an admin user and prints its token once."""
-    import uvicorn
+    from ..server.main import serve
 
-    from ..server import create_app
-    from ..service.identity import bootstrap_admin
-    from ..settings import Settings
-
-    settings = Settings.from_env(home=state.home) if state.home else Settings.from_env()
-    api = create_app(settings)
-    token = bootstrap_admin(api.state.registry._ctx)
-    if token is not None:
-        output.message("first start: created user admin; its token (shown only this once):")
-        print(token, flush=True)
-    output.message(f"modelvault server on http://{host}:{port}/api/v1 (docs at /api/v1/docs)")
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    serve(state.home, host, port)

@@ -31,6 +31,7 @@ from . import (
     routes_runs,
     transfers,
 )
+from .routing import Api
 
 MAX_JSON_BYTES = 16 << 20  # documented in docs/server.md
 _STREAMED = ("/api/v1/blobs/", "/api/v1/uploads/")
@@ -80,7 +81,7 @@ def create_app(
     registry = Registry(settings=settings or Settings.from_env(), clock=clock)
     if migrate:
         registry.upgrade_schema()
-    app = FastAPI(
+    app = Api(
         title="modelvault",
         version=__version__,
         description="Model registry, lifecycle and audit: the REST API of `modelvault server`.",
@@ -90,14 +91,16 @@ def create_app(
     )
     app.state.registry = registry
     envelope.install(app)
-    app.include_router(routes_registry.router)
-    app.include_router(routes_blobs.router)
-    app.include_router(routes_audit.router)
-    app.include_router(routes_events.router)
-    app.include_router(routes_runs.router)
-    app.include_router(routes_deploy.router)
-    app.include_router(routes_evaluations.router)
-    app.include_router(routes_retention.router)
+    app.mount_routes(
+        routes_registry.router,
+        routes_blobs.router,
+        routes_audit.router,
+        routes_events.router,
+        routes_runs.router,
+        routes_deploy.router,
+        routes_evaluations.router,
+        routes_retention.router,
+    )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 
 from ..domain import AuditEvent, AuditVerification, Version
 from ..errors import NotFound
 from .auth import Caller, caller
 from .bodies import INT_MAX, ok
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1")
+router = documented_router("/api/v1")
 Who = Annotated[Caller, Depends(caller)]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -20,8 +20,9 @@ from ..service import identity, possession
 from . import transfers
 from .auth import Caller, caller
 from .bodies import DigestsBody, UploadBody, ok
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1")
+router = documented_router("/api/v1")
 Who = Annotated[Caller, Depends(caller)]
 _STREAM: dict[str, Any] = {"requestBody": {"content": {"application/octet-stream": {"schema": {}}}}}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -21,8 +21,9 @@ from ..errors import InvalidInput
 from ..refs import parse_ref
 from .auth import Caller, caller
 from .bodies import INT_MAX, Body, ok
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1")
+router = documented_router("/api/v1")
 Who = Annotated[Caller, Depends(caller)]
 P = "/projects/{project}"
 D = P + "/deployments/{environment}/{model}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -29,8 +29,9 @@ from ..tracking.records import (
 from .auth import Caller, caller
 from .bodies import Body, ok
 from .routes_registry import _ref
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1/projects/{project}")
+router = documented_router("/api/v1/projects/{project}")
 Who = Annotated[Caller, Depends(caller)]
 
 

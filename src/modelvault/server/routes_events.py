@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -15,8 +15,9 @@ from ..events.records import CreatedWebhook, DeadLetter, Webhook
 from ..registry import Registry
 from .auth import Caller, caller
 from .bodies import INT_MAX, Body, ok
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1/projects/{project}/webhooks")
+router = documented_router("/api/v1/projects/{project}/webhooks")
 Who = Annotated[Caller, Depends(caller)]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 
 from ..domain import (
@@ -27,8 +27,9 @@ from ..service.aliases import Expect
 from .auth import Caller, caller
 from .bodies import AliasBody, ApproveBody, PromoteBody, RegisterBody, RollbackBody, ok
 from .registering import register_uploaded
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1/projects/{project}")
+router = documented_router("/api/v1/projects/{project}")
 Who = Annotated[Caller, Depends(caller)]
 
 

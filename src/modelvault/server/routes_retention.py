@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import Response
 from pydantic import Field
 
 from .auth import Caller, caller
 from .bodies import Body, ok
 from .routes_registry import _ref
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1")
+router = documented_router("/api/v1")
 Who = Annotated[Caller, Depends(caller)]
 R = "/projects/{project}/refs/{ref}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -13,8 +13,9 @@ from ..service import possession
 from ..tracking.records import MetricPoint, Run, RunArtifact, RunComparison, Snapshot
 from .auth import Caller, caller
 from .bodies import Body, Number, ok
+from .routing import documented_router
 
-router = APIRouter(prefix="/api/v1/projects/{project}/runs")
+router = documented_router("/api/v1/projects/{project}/runs")
 Who = Annotated[Caller, Depends(caller)]
 _RECORD_KEYS = ("code", "environment", "command", "host", "seed", "blobs")
 

@@ -1,0 +1,77 @@
+"""Start ``modelvault server``: open (or create) the registry, print the admin token on the
+first start, and serve until stopped.
+
+The console command dispatches ``modelvault [--home H] server [--host A] [--port P]`` here
+without loading the Typer/Rich command tree (docs/server.md: ready within 1 s of starting).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+SERVER_OPTIONS = ("--host", "--port")
+GLOBAL_OPTIONS = ("--home", "--actor", "--project", "-p")
+
+
+def serve(home: Path | None, host: str = "127.0.0.1", port: int = 7310) -> None:
+    """Serve the registry at *home* (MODELVAULT_HOME or the default when None)."""
+    import uvicorn
+
+    from ..service.identity import bootstrap_admin
+    from ..settings import Settings
+    from .app import create_app
+
+    settings = Settings.from_env(home=home) if home else Settings.from_env()
+    api = create_app(settings)
+    token = bootstrap_admin(api.state.registry._ctx)
+    if token is not None:
+        _message("first start: created user admin; its token (shown only this once):")
+        print(token, flush=True)
+    _message(f"modelvault server on http://{host}:{port}/api/v1 (docs at /api/v1/docs)")
+    # no websocket routes: "none" spares loading a websocket implementation at start
+    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, ws="none")
+
+
+def _message(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def parse(args: list[str]) -> tuple[Path | None, str, int] | None:
+    """(home, host, port) when *args* are a plain ``server`` invocation (global options the
+    server ignores, ``--actor``/``--project``, are accepted), else None: anything else
+    (help, unknown options, a port that is not a number) is left to the full CLI, which
+    answers it with its usual messages."""
+    home: Path | None = None
+    host, port = "127.0.0.1", 7310
+    options = dict.fromkeys(GLOBAL_OPTIONS)
+    seen_command = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not seen_command and arg == "server":
+            seen_command = True
+            options = dict.fromkeys(SERVER_OPTIONS)
+            i += 1
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in options or not name.startswith("-") or (name == "-p" and eq):
+            return None
+        if not eq:
+            if i + 1 >= len(args):
+                return None
+            value = args[i + 1]
+            i += 1
+        i += 1
+        if name == "--home":
+            if not value:
+                return None
+            home = Path(value)
+        elif name == "--host":
+            host = value
+        elif name == "--port":
+            if not value.isascii() or not value.isdigit():
+                return None
+            port = int(value)
+    return (home, host, port) if seen_command else None
