@@ -76,12 +76,19 @@ def dead_letters(
     return ok(who.need(project, "admin").dead_letters(name, project=project)[:limit])
 
 
+DELIVERY_DELAY_S = 1.0
+
+
 def deliver_in_background(registry: Registry, stop: threading.Event) -> threading.Thread:
     """Deliver due webhooks until *stop* is set (several servers may run this at once: each
     event goes out once per webhook, see docs/events.md)."""
 
     def run() -> None:
-        # imported here (with httpx) so that the server answers while this thread loads it
+        # Imported here, with httpx (and the Rich and Pygments its command line pulls in),
+        # and only once the server has had time to start: loading them takes a few hundred
+        # ms of CPU the start would otherwise share. Due events wait in the outbox meanwhile.
+        if stop.wait(DELIVERY_DELAY_S):
+            return
         from ..events.delivery import Deliverer
 
         deliverer = Deliverer(registry._ctx)
