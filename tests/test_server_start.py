@@ -13,12 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.responses import Response
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
-from modelvault import Settings
 from modelvault.cli import main
-from modelvault.server import create_app
 from modelvault.server.main import parse
-from modelvault.server.routing import DocumentedRoute
+from modelvault.server.routing import Api, DocumentedRoute, documented_router
 
 
 @pytest.mark.parametrize(
@@ -123,20 +124,26 @@ def test_server_process_serves_the_home_it_is_given(tmp_path: Path) -> None:
                 stream.close()
 
 
-def test_response_models_are_built_with_the_openapi_document(tmp_path: Path) -> None:
-    app = create_app(Settings.from_env(env={}, home=tmp_path), migrate=False)
-    try:
-        route = next(
-            r
-            for r in app.routes
-            if isinstance(r, DocumentedRoute) and r.path.endswith("/refs/{ref}")
-        )
-        assert route.doc_models and not route.response_fields
-        doc = app.openapi()
-        assert 200 in route.response_fields and not route.doc_models
-        ok = doc["paths"]["/api/v1/projects/{project}/refs/{ref}"]["get"]["responses"]["200"]
-        assert ok["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/Version"
-        }
-    finally:
-        app.state.registry.close()
+def test_response_models_are_built_with_the_openapi_document() -> None:
+    class Thing(BaseModel):
+        name: str
+
+    router = documented_router("/api/v1")
+
+    @router.get("/things/{name}", responses={200: {"model": Thing, "description": "A thing"}})
+    def thing(name: str) -> Response:
+        return Response(Thing(name=name).model_dump_json(), media_type="application/json")
+
+    route = router.routes[0]
+    assert isinstance(route, DocumentedRoute)
+    assert route.doc_models == {200: Thing} and not route.response_fields
+    app = Api()
+    app.mount_routes(router)
+    doc = app.openapi()
+    assert 200 in route.response_fields and not route.doc_models
+    ok = doc["paths"]["/api/v1/things/{name}"]["get"]["responses"]["200"]
+    assert ok["description"] == "A thing"
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Thing"}
+    assert doc["components"]["schemas"]["Thing"]["required"] == ["name"]
+    with TestClient(app) as client:
+        assert client.get("/api/v1/things/x").json() == {"name": "x"}

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from ..domain import (
     AliasInterval,
@@ -67,8 +68,18 @@ def register(project: str, model: str, body: RegisterBody, who: Who) -> Response
 
 
 @router.get("/refs/{ref}", responses=_doc(Version))
-def get_version(project: str, ref: str, who: Who, at: str | None = None) -> Response:
-    return ok(who.read(project).get(_ref(project, ref), at=at))
+async def get_version(project: str, ref: str, who: Who, at: str | None = None) -> Response:
+    # The hottest read (``get("MODEL@production")``): on SQLite (WAL: a read never waits for
+    # a writer) its few indexed reads run on the event loop, sparing the hand-off to the
+    # thread pool (≈ 0.25 ms of CPU per request here); a database across the network is read
+    # from the pool, so as not to hold up the loop. So is a denied one, whose denial is
+    # written to the audit log (a write may wait for another writer).
+    def read() -> Response:
+        return ok(who.read(project).get(_ref(project, ref), at=at))
+
+    if who.base._ctx.store.dialect == "sqlite" and who.principal.can(project, "read"):
+        return read()
+    return await run_in_threadpool(read)
 
 
 @router.get("/refs/{ref}/manifest", responses=_doc(Manifest))

@@ -54,7 +54,9 @@ def documented_router(prefix: str) -> APIRouter:
 
 class Api(FastAPI):
     def mount_routes(self, *routers: APIRouter) -> None:
-        """Serve the routes of *routers*, whose prefixes are the full paths."""
+        """Serve the routes of *routers*, whose prefixes are the full paths. The route
+        objects are the routers' own (every app of the process shares them), so the app's
+        ``dependency_overrides`` do not reach them; nothing here uses overrides."""
         for r in routers:
             assert not r.on_startup and not r.on_shutdown and not r.dependencies
             self.router.routes.extend(r.routes)
