@@ -280,6 +280,14 @@ def test_a_clean_log_is_checked_natively_with_python_s_result(lite: Registry) ->
     assert fields[2] is not None and fed == 1
 
 
+def test_a_file_the_native_scan_cannot_open_is_scanned_in_python(lite: Registry) -> None:
+    _fill(lite, 1)
+    head = auditscan.BLOCK + 321
+    python, _ = _scan(lite, 1, head)
+    fields, fed = _scan(lite, 1, head, path=str(lite.settings.home / "elsewhere" / "x.db"))
+    assert fields == python and fields[0] == head and fed == head
+
+
 def _update(reg: Registry, statement: str, *args: Any) -> None:
     conn = sqlite3.connect(_db(reg), isolation_level=None)
     try:

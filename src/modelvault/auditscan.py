@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
 import sys
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ _SELECT = (
     f" LEFT JOIN {_T} t ON t.level = 0 AND t.idx = e.seq - 1"
 )
 _SELECT_RANGE = f"{_SELECT} WHERE e.seq >= ? AND e.seq <= ? ORDER BY e.seq"
+
+log = logging.getLogger("modelvault")
 
 _native: ModuleType | None
 try:  # the native part (setup.py): absent when it could not be built
@@ -348,15 +351,20 @@ def scan(
         after = rows[-1][0]
         if fast is None or path is None or state.prev is None or state.expected > end:
             continue
-        accepted, leaves, mismatched, missing, bad_leaf, last = fast.scan(
-            path,
-            _SELECT_RANGE,
-            state.expected,
-            end,
-            state.prev,
-            tree_size,
-            segment.bad_leaf is None,
-        )
+        try:
+            accepted, leaves, mismatched, missing, bad_leaf, last = fast.scan(
+                path,
+                _SELECT_RANGE,
+                state.expected,
+                end,
+                state.prev,
+                tree_size,
+                segment.bad_leaf is None,
+            )
+        except OSError as exc:  # the file cannot be opened on its own: all of it here
+            log.info("modelvault: audit verify goes on without its native scan (%s)", exc)
+            fast, limit = None, BATCH
+            continue
         state.take(cursor, accepted, leaves, (mismatched, missing), bad_leaf, last)
         after = state.expected - 1
         limit = RESUME
