@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelvault import Registry, Settings, auditscan
-from modelvault.audit import EventDraft, append_batch
+from modelvault.audit import append_batch
 from modelvault.canonical import canonical_json
 from modelvault.eventhash import event_hash
 from modelvault.store import schema
 from modelvault.store.engine import GENESIS_HASH
 
-from .test_audit_fast import PAYLOADS
+from .test_audit_fast import _drafts
 
 native = auditscan._native
 
@@ -197,18 +197,7 @@ def _db(reg: Registry) -> str:
 
 
 def _fill(reg: Registry, blocks: int) -> None:
-    drafts = [
-        EventDraft(
-            f"test.action{i}",
-            f"subject ünïcode \x01 {i}",
-            project=None if i % 2 else "default",
-            model=None if i % 3 else "m-\u00e9",
-            before=payload,
-            after=PAYLOADS[-1 - i],
-            reason=None if i % 2 else 'why: "quoted" \\ \n 理由',
-        )
-        for i, payload in enumerate(PAYLOADS)
-    ]
+    drafts = _drafts()
     total, n = blocks * auditscan.BLOCK + 321, 0
     actors = ["alice", 'ä "b" \x01', "漢字"]
     while n < total:

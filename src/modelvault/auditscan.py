@@ -24,6 +24,8 @@ import json
 import logging
 import pickle
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.decoder import JSONDecoder
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -371,18 +373,11 @@ def scan(
     return state.finish()
 
 
-def scan_store(
-    url: str,
-    settings: Any,
-    start: int,
-    end: int,
-    tree_size: int,
-    wanted: list[int],
-) -> Segment:
-    """``scan`` in a process of its own (its own connection to the store at *url*); the
-    erasures are read from the same snapshot as the events, so a concurrent erasure is seen
-    with its ``audit.erase`` event or not at all. A SQLite store is read with the standard
-    library's driver (the worker then loads no SQLAlchemy)."""
+@contextmanager
+def _snapshot(url: str, settings: Any) -> Iterator[tuple[Any, set[int], str | None]]:
+    """A DBAPI cursor in a read snapshot of the store at *url*, the erasures read in it, and
+    the SQLite file (None for another store). SQLite is read with the standard library's
+    driver, so that a worker loads no SQLAlchemy."""
     from .store.urls import sqlite_path
 
     path = sqlite_path(url)
@@ -394,19 +389,10 @@ def scan_store(
             cursor = lite.cursor()
             cursor.execute("BEGIN")
             cursor.execute(f"SELECT after FROM {_E} WHERE action = ?", (ERASE_ACTION,))
-            erased = erased_in(after for (after,) in cursor.fetchall())
-            return scan(
-                cursor,
-                start,
-                end,
-                prev=None,
-                tree_size=tree_size,
-                wanted=wanted,
-                erased=erased,
-                path=path,
-            )
+            yield cursor, erased_in(after for (after,) in cursor.fetchall()), path
         finally:
             lite.close()
+        return
 
     from .audit import erased_seqs
     from .store.engine import open_metadata_store
@@ -414,23 +400,38 @@ def scan_store(
     store = open_metadata_store(url, settings)
     try:
         with store.read() as conn:
-            erased = erased_seqs(conn)
             raw: Any = conn.connection.dbapi_connection
             dbcursor = raw.cursor()
             try:
-                return scan(
-                    dbcursor,
-                    start,
-                    end,
-                    prev=None,
-                    tree_size=tree_size,
-                    wanted=wanted,
-                    erased=erased,
-                )
+                yield dbcursor, erased_seqs(conn), None
             finally:
                 dbcursor.close()
     finally:
         store.dispose()
+
+
+def scan_store(
+    url: str,
+    settings: Any,
+    start: int,
+    end: int,
+    tree_size: int,
+    wanted: list[int],
+) -> Segment:
+    """``scan`` in a process of its own (its own connection to the store at *url*); the
+    erasures are read from the same snapshot as the events, so a concurrent erasure is seen
+    with its ``audit.erase`` event or not at all."""
+    with _snapshot(url, settings) as (cursor, erased, path):
+        return scan(
+            cursor,
+            start,
+            end,
+            prev=None,
+            tree_size=tree_size,
+            wanted=wanted,
+            erased=erased,
+            path=path,
+        )
 
 
 def serve() -> None:
