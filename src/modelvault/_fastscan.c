@@ -636,8 +636,6 @@ static PyObject *py_scan(PyObject *self, PyObject *args) {
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 10000);
     if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA query_only = 1", NULL, NULL, NULL);
-    /* pages mapped instead of copied into SQLite's cache: a third of the reading time */
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA mmap_size = 1099511627776", NULL, NULL, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 1, first);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 2, end);
