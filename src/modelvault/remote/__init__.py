@@ -8,14 +8,15 @@ and gc), on the shared plumbing of ``base``.
 
 Registration hashes the files here. Small files (up to ``INLINE_FILE`` bytes each,
 ``INLINE_TOTAL`` in all) travel inside the registration request, so a typical version is one
-request; for larger ones it asks the server which blobs it lacks and uploads only those (large
-files in resumable chunks), then registers the version from its manifest; code and
-environment are captured on this machine, where the model was made. Pulls verify every file's
-digest as it is written. Deployment specs read from a file are sent as their document; a
-gateway reads the store directly, so it runs where the store is; the server runs no models,
-so ``evaluate`` stays where the model runs. Snapshots and run artifacts are hashed here and
-their files uploaded like a version's. Registering from a run takes the run's record on the
-server (and, without a PATH, the model the run logged under ``model/``).
+request; for larger ones it asks the server which blobs it lacks and uploads only those, and
+large files (``CHUNKED_FROM`` up) go in resumable chunks, hashed as they are sent unless this
+machine's digest cache knows them (see ``blobs``); then it registers the version from its
+manifest; code and environment are captured on this machine, where the model was made. Pulls
+verify every file's digest as it is written. Deployment specs read from a file are sent as
+their document; a gateway reads the store directly, so it runs where the store is; the server
+runs no models, so ``evaluate`` stays where the model runs. Snapshots and run artifacts are
+hashed here and their files uploaded like a version's. Registering from a run takes the run's
+record on the server (and, without a PATH, the model the run logged under ``model/``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..domain import (
     as_json,
 )
 from ..errors import InvalidInput, NotFound
+from ..filecache import HashCache
 from ..registry import ProgressFactory
 from ..settings import Settings
 from ..timeutil import Clock, to_text
@@ -53,7 +55,7 @@ from ..tracking.records import (
 from ..wire import from_json
 from .auditing import RemoteAudit
 from .base import RemoteBase, seg
-from .blobs import RemoteBlobStore, file_digest
+from .blobs import CHUNKED_FROM, RemoteBlobStore, file_digest
 from .deploying import RemoteDeployments
 from .evaluating import RemoteEvaluations
 from .http import Transport
@@ -94,7 +96,9 @@ class RemoteRegistry(
         self.settings = base
         self.url = target.rstrip("/")
         self._http = transport or Transport(self.url, token or base.token or None, timeout=timeout)
-        self._blobs = RemoteBlobStore(self._http)
+        self._blobs = RemoteBlobStore(
+            self._http, HashCache(base.home / "cache" / "file-digests.db")
+        )
         self._user: str | None = None
         self._auto_checkpoint = None
 
@@ -176,14 +180,20 @@ class RemoteRegistry(
             tick = progress(2 * sum(f.size for f in scanned)) if progress else None
             entries = []
             room = INLINE_TOTAL
+            sent: set[str] = set()  # large files sent as they were hashed
             for item in scanned:
                 data = None
+                known = None
                 if item.size <= INLINE_FILE and item.size <= room:
                     data = item.source.read_bytes()
                     digest = sha256_digest(data)
+                elif item.size < CHUNKED_FROM or (known := self._blobs.known_digest(item.source)):
+                    digest = known or file_digest(item.source)
                 else:
-                    digest = file_digest(item.source)
-                if tick is not None:
+                    step = (lambda n: tick(2 * n)) if tick is not None else None
+                    digest = self._blobs.send_file(item.source, progress=step).digest
+                    sent.add(digest)
+                if tick is not None and digest not in sent:
                     tick(item.size)
                 entries.append(FileEntry(item.path, item.size, digest, item.mode))
                 fresh = digest not in self._blobs.present and digest not in inline
@@ -201,7 +211,7 @@ class RemoteRegistry(
                 source, size = sizes[digest]
                 if digest in lacking:
                     self._blobs.upload(source, digest, size, tick)
-                elif tick is not None:
+                elif tick is not None and digest not in sent:
                     tick(size)
             for digest in inline:
                 if tick is not None:

@@ -1,8 +1,12 @@
 """A ``BlobStore`` whose blobs live on a modelvault server: the client side of transfers.
 
-Uploads hash the file first and skip blobs the server already has for this caller; files
-from ``CHUNKED_FROM`` bytes up go in chunks through a resumable session (a retry sends only
-the chunks the server lacks). Downloads are written through a temp file and renamed only
+Files from ``CHUNKED_FROM`` bytes up go in chunks through a resumable session (a retry sends
+only the chunks the server lacks). Unless this machine's digest cache knows such a file, it
+is hashed as it is sent, in one pass: the session is opened on the file's size and a key
+for it, and the digest is named when the upload completes; the server checks it against
+what it hashed as it received and drops bytes it already holds. Smaller files, and large
+ones whose digest is known, are hashed first and skipped when the server already has them
+for this caller. Downloads are written through a temp file and renamed only
 when the bytes hash to the digest, so the digest is checked at both ends.
 """
 
@@ -10,15 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 from collections.abc import Callable, Iterator
+from io import FileIO
 from pathlib import Path
 from typing import Any
 
 from ..blobs.base import PutResult, checked_digest
 from ..blobs.copying import materialize
 from ..canonical import sha256_digest
-from ..errors import IntegrityError, StoreError
-from . import download
+from ..errors import IntegrityError, InvalidInput, StoreError
+from ..filecache import CacheKey, HashCache
+from . import download, upload
 from .http import Transport
 
 CHUNKED_FROM = 256 << 20
@@ -44,6 +51,34 @@ def _read(path: Path, offset: int, length: int, progress: Progress | None) -> It
             if progress is not None:
                 progress(len(block))
             yield block
+
+
+def _hashed(
+    f: FileIO,
+    offset: int,
+    length: int,
+    hasher: hashlib._Hash,
+    buffer: memoryview,
+    progress: Progress | None,
+) -> Iterator[memoryview]:
+    """*length* bytes of *f* from *offset*, read into *buffer* (each block is handed on
+    before the next read overwrites it), hashed by *hasher* on the way."""
+    f.seek(offset)
+    left = length
+    while left > 0:
+        n = f.readinto(buffer[: min(len(buffer), left)])
+        if not n:
+            raise StoreError(f"{f.name} shrank while it was uploaded")
+        block = buffer[:n]
+        hasher.update(block)
+        left -= n
+        if progress is not None:
+            progress(n)
+        yield block
+
+
+def _key(path: Path, st: os.stat_result) -> CacheKey:
+    return CacheKey(str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 class _Chunks:
@@ -72,10 +107,11 @@ class _Chunks:
 class RemoteBlobStore:
     """Blobs on the server behind *transport*."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, digests: HashCache | None = None) -> None:
         self.transport = transport
         # digests this client saw stored on the server (asked, or uploaded): not asked again
         self.present: set[str] = set()
+        self.digests = digests  # this machine's digests of unchanged files, if kept
 
     def __repr__(self) -> str:
         return f"RemoteBlobStore({self.transport.url})"
@@ -111,10 +147,20 @@ class RemoteBlobStore:
         self.present.add(digest)
         return PutResult(digest, len(data), True)
 
+    def known_digest(self, path: Path) -> str | None:
+        """*path*'s digest from this machine's cache, if it holds the file as it is now."""
+        if self.digests is None:
+            return None
+        key = _key(path, os.stat(path))
+        return self.digests.lookup([key]).get(key)
+
     def put_file(self, path: Path, *, progress: Progress | None = None) -> PutResult:
         path = Path(path)
-        digest = file_digest(path)
         size = path.stat().st_size
+        digest = self.known_digest(path) if size >= CHUNKED_FROM else None
+        if size >= CHUNKED_FROM and digest is None:
+            return self.send_file(path, progress=progress)
+        digest = digest or file_digest(path)
         if self.exists(digest):
             if progress is not None:
                 progress(size)
@@ -159,6 +205,80 @@ class RemoteBlobStore:
             )
         result: dict[str, Any] = self.transport.call("POST", f"/uploads/{session['id']}/complete")
         return result
+
+    def send_file(
+        self, path: Path, *, progress: Progress | None = None, chunk: int = CHUNK
+    ) -> PutResult:
+        """Upload *path* in chunks while hashing it: one read of the file. The server checks
+        the digest named at completion against the bytes it received (and drops them if it
+        holds the blob already). A session left by an interrupted attempt is resumed: its
+        chunks are hashed here but not sent again."""
+        path = Path(path)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
+        with f:
+            before = os.fstat(f.fileno())
+            key = hashlib.sha256(repr(_key(path, before)).encode()).hexdigest()[:32]
+            buffer = memoryview(bytearray(BLOCK))
+            for attempt in (1, 2):
+                session = self.transport.call(
+                    "POST",
+                    "/uploads",
+                    json={"size": before.st_size, "chunk_size": chunk, "key": key},
+                )
+                resumed = attempt == 1 and bool(session["received"])
+                digest = self._send_chunks(f, session, buffer, progress)
+                after = os.fstat(f.fileno())
+                if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                    raise InvalidInput(f"{path} changed while it was uploaded", path=str(path))
+                try:
+                    self.transport.call(
+                        "POST", f"/uploads/{session['id']}/complete", json={"digest": digest}
+                    )
+                except IntegrityError:
+                    if not resumed:
+                        raise
+                    # the chunks an earlier attempt left were not this file's bytes: the
+                    # server ended that session, and a new one takes every chunk
+                    continue
+                break
+        self.present.add(digest)
+        if self.digests is not None:
+            self.digests.store([(_key(path, before), digest)])
+        return PutResult(digest, before.st_size, True)
+
+    def _send_chunks(
+        self, f: FileIO, session: dict[str, Any], buffer: memoryview, progress: Progress | None
+    ) -> str:
+        """Send the chunks *session* lacks, hash every one; the file's digest."""
+        hasher = hashlib.sha256()
+        done = set(session["received"])
+        step, size = int(session["chunk_size"]), int(session["size"])
+        for index in range(int(session["chunks"])):
+            length = min(step, size - index * step)
+            blocks = _hashed(f, index * step, length, hasher, buffer, progress)
+            if index in done:
+                for _ in blocks:  # sent by an earlier attempt: hashed, not sent again
+                    pass
+                continue
+            self._put(f"/uploads/{session['id']}/chunks/{index}", blocks, length)
+        return "sha256:" + hasher.hexdigest()
+
+    def _put(self, path: str, blocks: Iterator[memoryview], length: int) -> Any:
+        client = self.transport.client
+        if self.transport.lean is not None and upload.usable(self.transport.url):
+            self.transport._sent("PUT", path)
+            headers = {k: v for k, v in client.headers.items() if k.lower() == "authorization"}
+            timeout = client.timeout.read or 60.0
+            return upload.put(self.transport.url, path, headers, blocks, length, timeout)
+        return self.transport.call(
+            "PUT",
+            path,
+            content=(bytes(block) for block in blocks),
+            headers={"Content-Length": str(length)},
+        )
 
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         response = self.transport.request("GET", f"/blobs/{checked_digest(digest)}")

@@ -97,6 +97,21 @@ class DigestsBody(Body):
 
 
 class UploadBody(Body):
-    digest: str
+    digest: str | None = Field(
+        None,
+        description="the blob's digest; omitted when the client hashes the file as it sends"
+        " it, and names the digest when it completes the upload",
+    )
     size: Number
     chunk_size: int | None = Field(None, ge=1 << 20, le=1 << 30)
+    key: str | None = Field(
+        None,
+        description="without a digest: the client's name for this file as it is now (1 to"
+        " 64 letters or digits), so that asking again finds the same session",
+    )
+
+
+class CompleteBody(Body):
+    digest: str | None = Field(
+        None, description="what the client's bytes hash to (needed when opened without one)"
+    )

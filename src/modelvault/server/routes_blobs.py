@@ -19,7 +19,7 @@ from ..errors import Forbidden, InvalidInput, NotFound
 from ..service import identity, possession
 from . import transfers
 from .auth import Caller, caller
-from .bodies import DigestsBody, UploadBody, ok
+from .bodies import CompleteBody, DigestsBody, UploadBody, ok
 from .routing import documented_router
 
 router = documented_router("/api/v1")
@@ -131,11 +131,12 @@ def presigned(digest: str, who: Who, method: str = "GET") -> Response:
 
 @router.post("/uploads", status_code=201)
 def start_upload(body: UploadBody, who: Who) -> Response:
-    """Open (or find again) the chunked upload of one blob."""
+    """Open (or find again) the chunked upload of one blob: of a declared digest, or of
+    the client's file named by a key while the client hashes it as it sends it."""
     _may_upload(who)
     ctx = who.base._ctx
     session = transfers.open_session(
-        ctx.settings.home, ctx.blobs, who.user, body.digest, body.size, body.chunk_size
+        ctx.settings.home, ctx.blobs, who.user, body.digest, body.size, body.chunk_size, body.key
     )
     return ok(session.describe(), status=201)
 
@@ -162,10 +163,11 @@ async def upload_chunk(
 
 
 @router.post("/uploads/{upload_id}/complete", status_code=201)
-def complete_upload(upload_id: str, who: Who) -> Response:
+def complete_upload(upload_id: str, who: Who, body: CompleteBody | None = None) -> Response:
+    """Check the bytes against the digest and store them (dropped if the store has them)."""
     _may_upload(who)
     ctx = who.base._ctx
     session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id)
-    result = transfers.complete(session, ctx.blobs)
+    result = transfers.complete(session, ctx.blobs, body.digest if body is not None else None)
     _sent_bytes(who, [result["digest"]])
     return ok({**result, "stored": True}, status=201)

@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import json
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -33,12 +32,10 @@ from typing import Any
 import anyio.to_thread
 
 from ..blobs.base import BlobStore, checked_digest
-from ..errors import Conflict, IntegrityError, InvalidInput, NotFound, PayloadTooLarge
+from ..errors import Conflict, IntegrityError, InvalidInput, NotFound
+from .writing import Writer
 
 DEFAULT_CHUNK = 64 << 20
-BUFFER = 4 << 20
-AHEAD = 4  # batches received but not yet written, per upload
-_IOV_MAX = 1024
 READ = 8 << 20
 
 
@@ -61,91 +58,6 @@ def _store(blobs: BlobStore, path: Path, digest: str, size: int) -> Any:
     return put
 
 
-class _Writer:
-    """Bytes written at an offset of a file, hashed on the way by zero, one or two hashers,
-    by a worker thread while the request keeps receiving (a few 4 MiB batches ahead at
-    most). A batch is the network's pieces as they came, written with one ``pwritev``:
-    the bytes are not copied into a buffer first."""
-
-    def __init__(self, path: Path, offset: int, hashers: list[hashlib._Hash]) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self.offset = offset
-        self.hashers = hashers
-        self.size = 0
-        self.pending: list[bytes] = []
-        self.pending_size = 0
-        self.failed: list[BaseException] = []
-        self.queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=AHEAD)
-        self.thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while (data := self.queue.get()) is not None:
-            if not self.failed:
-                try:
-                    self._write(data)
-                except BaseException as exc:
-                    self.failed.append(exc)
-
-    def _write(self, pieces: list[bytes]) -> None:
-        for piece in pieces:
-            for hasher in self.hashers:
-                hasher.update(piece)
-        views = [memoryview(p) for p in pieces]
-        while views:
-            written = os.pwritev(self.fd, views[:_IOV_MAX], self.offset)
-            self.offset += written
-            while views and written >= len(views[0]):
-                written -= len(views.pop(0))
-            if views and written:
-                views[0] = views[0][written:]
-
-    async def _hand_over(self, data: list[bytes]) -> None:
-        if self.failed:
-            raise self.failed[0]
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="modelvault-upload", daemon=True)
-            self.thread.start()
-        try:
-            self.queue.put_nowait(data)
-        except queue.Full:
-            await anyio.to_thread.run_sync(self.queue.put, data)
-
-    async def add(self, chunk: bytes, limit: int | None) -> None:
-        self.size += len(chunk)
-        if limit is not None and self.size > limit:
-            raise PayloadTooLarge(f"body is over the declared size of {limit} bytes")
-        self.pending.append(chunk)
-        self.pending_size += len(chunk)
-        if self.pending_size >= BUFFER:
-            data, self.pending, self.pending_size = self.pending, [], 0
-            await self._hand_over(data)
-
-    async def finish(self) -> None:
-        """Write what is left and wait for the worker; raises what writing raised."""
-        data, self.pending, self.pending_size = self.pending, [], 0
-        if data:
-            await self._hand_over(data)
-        await anyio.to_thread.run_sync(self._stop)
-        if self.failed:
-            raise self.failed[0]
-
-    def _stop(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-
-    def close(self) -> None:
-        """Stop the worker (after finish, or abandoning the bytes) and close the file."""
-        if self.thread is not None:
-            self.failed.append(InvalidInput("upload abandoned"))  # skip what is queued
-            self._stop()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 async def receive_blob(
     blobs: BlobStore, home: Path, digest: str, stream: AsyncIterator[bytes], size: int | None
 ) -> dict[str, Any]:
@@ -157,7 +69,7 @@ async def receive_blob(
         os.close(fd)
         path = Path(name)
     hasher = hashlib.sha256()
-    writer = _Writer(path, 0, [hasher])
+    writer = Writer(path, 0, [hasher])
     try:
         try:
             async for chunk in stream:
@@ -208,7 +120,7 @@ def _take_running(session_id: str, index: int) -> _Running | None:
 @dataclass(frozen=True, slots=True)
 class Session:
     id: str
-    digest: str
+    digest: str | None  # None: named by the client when it completes the upload
     size: int
     chunk_size: int
     path: Path
@@ -252,21 +164,39 @@ def _data_path(blobs: BlobStore, path: Path, key: str) -> Path:
 
 
 def open_session(
-    home: Path, blobs: BlobStore, user: str, digest: str, size: int, chunk: int | None
+    home: Path,
+    blobs: BlobStore,
+    user: str,
+    digest: str | None,
+    size: int,
+    chunk: int | None,
+    key: str | None = None,
 ) -> Session:
-    checked_digest(digest)
-    key = hashlib.sha256(f"{user}\x00{digest}\x00{size}".encode()).hexdigest()[:32]
-    path = spool_dir(home) / key
+    """The session for *digest* (declared up front) or, when the client hashes as it sends,
+    for the client's *key* of its file; the same one again for the same arguments."""
+    if digest is not None:
+        checked_digest(digest)
+        name = f"{user}\x00{digest}\x00{size}"
+    elif key is None or not (0 < len(key) <= 64 and key.isascii() and key.isalnum()):
+        raise InvalidInput(
+            "an upload opened without a digest needs a key: 1 to 64 letters or digits",
+            field="key",
+        )
+    else:
+        name = f"{user}\x00key\x00{key}\x00{size}"
+    session_id = hashlib.sha256(name.encode()).hexdigest()[:32]
+    path = spool_dir(home) / session_id
     meta = path / "session.json"
     if meta.exists():
         stored = json.loads(meta.read_text())
-        return Session(key, digest, size, int(stored["chunk_size"]), path, _data(blobs, path))
+        chunk_size = int(stored["chunk_size"])
+        return Session(session_id, digest, size, chunk_size, path, _data(blobs, path))
     path.mkdir(exist_ok=True)
     chunk_size = chunk or DEFAULT_CHUNK
     temp = path / ".session.json"
     temp.write_text(json.dumps({"digest": digest, "size": size, "chunk_size": chunk_size}))
     temp.replace(meta)
-    return Session(key, digest, size, chunk_size, path, _data(blobs, path))
+    return Session(session_id, digest, size, chunk_size, path, _data(blobs, path))
 
 
 def _data(blobs: BlobStore, path: Path) -> Path:
@@ -283,7 +213,7 @@ def find_session(home: Path, blobs: BlobStore, session_id: str) -> Session:
     stored = json.loads(meta.read_text())
     return Session(
         session_id,
-        stored["digest"],
+        stored.get("digest"),
         int(stored["size"]),
         int(stored["chunk_size"]),
         path,
@@ -321,7 +251,7 @@ async def receive_chunk(
         piece = hashlib.sha256() if sha256 is not None else None
         if piece is not None:
             hashers.append(piece)
-        writer = _Writer(session.data, index * session.chunk_size, hashers)
+        writer = Writer(session.data, index * session.chunk_size, hashers)
         try:
             st = os.fstat(writer.fd)
             async for part in stream:
@@ -373,8 +303,22 @@ def _whole_digest(session: Session) -> str:
     return _hash_file(session.data)
 
 
-def complete(session: Session, blobs: BlobStore) -> dict[str, Any]:
-    """Check the whole against the digest, store it, end the session."""
+def complete(session: Session, blobs: BlobStore, digest: str | None = None) -> dict[str, Any]:
+    """Check the whole against the digest (declared when the session opened, or named now),
+    store it, end the session. Bytes the store already holds are dropped."""
+    if digest is not None:
+        checked_digest(digest)
+    if session.digest is not None and digest not in (None, session.digest):
+        raise InvalidInput(
+            f"upload {session.id} was opened for {session.digest}, not {digest}", field="digest"
+        )
+    expected = digest or session.digest
+    if expected is None:
+        raise InvalidInput(
+            f"upload {session.id} was opened without a digest: completing it needs the digest"
+            " the client computed",
+            field="digest",
+        )
     missing = sorted(set(range(session.chunks)) - set(session.received()))
     if missing:
         raise InvalidInput(
@@ -389,16 +333,16 @@ def complete(session: Session, blobs: BlobStore) -> dict[str, Any]:
             _end(session)
             raise IntegrityError(
                 f"upload {session.id} holds the wrong number of bytes; nothing stored",
-                digest=session.digest,
+                digest=expected,
             )
         actual = _whole_digest(session)
-        if actual != session.digest:
+        if actual != expected:
             _end(session)
             raise IntegrityError(
-                f"uploaded chunks hash to {actual}, not {session.digest}; nothing stored",
-                digest=session.digest,
+                f"uploaded chunks hash to {actual}, not {expected}; nothing stored",
+                digest=expected,
             )
-        put = _store(blobs, session.data, session.digest, session.size)
+        put = _store(blobs, session.data, expected, session.size)
     finally:
         for lock in locks:
             os.close(lock)
