@@ -7,15 +7,22 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 
+import modelvault.remote as remote_package
 from modelvault import IntegrityError, NotFound
+from modelvault.filecache import HashCache
 from modelvault.remote import RemoteRegistry
+from modelvault.remote import blobs as remote_blobs
 from modelvault.server import transfers
+from modelvault.store import schema
 
 from .conftest import write_model
 from .server_fixtures import LiveServer
@@ -211,3 +218,225 @@ def test_a_store_without_a_staging_area_gets_the_checked_file(tmp_path: Path) ->
     anyio.run(upload)
     assert blobs.read_bytes(sha(DATA)) == DATA
     assert [p.name for p in (home / "uploads").iterdir()] == []
+
+
+# -- one pass: large files hashed as they are sent ------------------------------------------
+
+
+def _one_pass_client(server: LiveServer, tmp_path: Path) -> tuple[RemoteRegistry, list[str]]:
+    """A client sending files from 2 MiB up in 1 MiB chunks, hashed as they go, with its own
+    digest cache; and the list of requests it makes."""
+    client = server.client("alice")
+    assert isinstance(client, RemoteRegistry)
+    client._blobs.chunked_from, client._blobs.chunk = 2 * CHUNK, CHUNK
+    client._blobs.digests = HashCache(tmp_path / "digests.db")
+    sent: list[str] = []
+    client._http.on_request.append(lambda method, path: sent.append(f"{method} {path}"))
+    return client, sent
+
+
+def _chunk_puts(sent: list[str]) -> list[int]:
+    return [int(line.rsplit("/", 1)[1]) for line in sent if "/chunks/" in line]
+
+
+def test_a_large_file_is_read_once_sent_as_it_is_hashed_and_checked_at_completion(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, sent = _one_pass_client(server, tmp_path)
+    _no_second_pass(monkeypatch)  # nor on the server: chunks arrive in order
+
+    def refuse(path: Path) -> str:
+        raise AssertionError(f"{path} was hashed before it was sent")
+
+    monkeypatch.setattr(remote_blobs, "file_digest", refuse)
+    monkeypatch.setattr(remote_package, "file_digest", refuse)
+    bodies: dict[str, list[object]] = {}
+    real_call = alice._http.call
+
+    def call(method: str, path: str, **kwargs: object) -> object:
+        bodies.setdefault(path, []).append(kwargs.get("json"))
+        return real_call(method, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(alice._http, "call", call)
+    model = write_model(tmp_path, "a", DATA)
+    v = alice.register("m", model, capture_environment=False)
+    digest = sha(DATA)
+    # not asked "is it missing?" first: its digest is known only once the file is sent
+    assert not [b for b in bodies.get("/blobs/missing", []) if digest in str(b)]
+    [opened] = bodies["/uploads"]
+    assert isinstance(opened, dict) and opened.keys() == {"size", "chunk_size", "key"}
+    assert (opened["size"], opened["chunk_size"]) == (len(DATA), CHUNK)
+    [named] = [b for p, bs in bodies.items() if "complete" in p for b in bs]
+    assert named == {"digest": digest}
+    assert _chunk_puts(sent) == [0, 1, 2, 3]
+    assert server.registry._ctx.blobs.read_bytes(digest) == DATA
+    assert _leftovers(server) == []
+    monkeypatch.undo()
+    alice.pull(v.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == DATA
+    # the same file again: its digest is in this machine's cache, so the server is asked
+    # whether it has it, and nothing is sent
+    sent.clear()
+    alice._blobs.present.clear()
+    alice.register("m2", model, capture_environment=False)
+    assert any(line.endswith("/blobs/missing") for line in sent)
+    assert _chunk_puts(sent) == []
+    (model / "model.bin").write_bytes(DATA)  # touched: the cache no longer vouches for it
+    sent.clear()
+    alice.register("m3", model, capture_environment=False)
+    assert _chunk_puts(sent) == [0, 1, 2, 3]
+
+
+def test_an_interrupted_one_pass_upload_resumes_without_resending_finished_chunks(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    alice, sent = _one_pass_client(server, tmp_path)
+    model = write_model(tmp_path, "a", DATA)
+
+    def die_at_chunk_2(method: str, path: str) -> None:
+        if path.endswith("/chunks/2"):
+            raise ConnectionResetError("the network went away")
+
+    alice._http.on_request.append(die_at_chunk_2)
+    with pytest.raises(ConnectionResetError):
+        alice.register("m", model, capture_environment=False)
+    assert _chunk_puts(sent) == [0, 1, 2]
+    assert not server.registry._ctx.blobs.exists(sha(DATA))  # nothing stored yet
+    alice._http.on_request.remove(die_at_chunk_2)
+    sent.clear()
+    v = alice.register("m", model, capture_environment=False)
+    assert _chunk_puts(sent) == [2, 3]  # 0 and 1 were hashed here, not sent again
+    alice.pull(v.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == DATA
+
+
+def test_a_resumed_session_holding_other_bytes_is_started_over(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """Chunks an earlier attempt left that are not this file's bytes fail the check at
+    completion (the session ends, nothing stored); the client then sends every chunk."""
+    alice, sent = _one_pass_client(server, tmp_path)
+    model = write_model(tmp_path, "a", DATA) / "model.bin"
+    # an earlier attempt, from a file that looked the same, left chunks 0 and 1
+    key = hashlib.sha256(repr(remote_blobs._key(model, os.stat(model))).encode()).hexdigest()
+    wrong = b"w" * (2 * CHUNK) + DATA[2 * CHUNK :]
+    with api(server) as c:
+        session = c.post("/uploads", json={"size": len(DATA), "chunk_size": CHUNK, "key": key[:32]})
+        assert _put(c, session.json(), 0, wrong) == 200 and _put(c, session.json(), 1, wrong) == 200
+    put = alice._blobs.send_file(model)
+    assert put.digest == sha(DATA)
+    assert _chunk_puts(sent) == [2, 3, 0, 1, 2, 3]
+    assert server.registry._ctx.blobs.read_bytes(sha(DATA)) == DATA
+
+
+def test_a_digest_named_at_completion_that_the_bytes_do_not_hash_to_stores_nothing(
+    server: LiveServer,
+) -> None:
+    with api(server) as c:
+        body = {"size": len(DATA), "chunk_size": CHUNK, "key": "k1"}
+        session = c.post("/uploads", json=body).json()
+        assert session["digest"] is None and session["received"] == []
+        assert c.post("/uploads", json=body).json()["id"] == session["id"]  # found again
+        assert c.post("/uploads", json={**body, "key": "../x"}).status_code == 400
+        assert c.post("/uploads", json={"size": 1}).json()["error"]["code"] == "invalid_input"
+        for index in range(4):
+            assert _put(c, session, index) == 200
+        done = f"/uploads/{session['id']}/complete"
+        no_digest = c.post(done)
+        assert no_digest.status_code == 400, no_digest.text
+        assert "needs the digest" in no_digest.json()["error"]["message"]
+        assert c.get(f"/uploads/{session['id']}").json()["received"] == [0, 1, 2, 3]  # kept
+        wrong = c.post(done, json={"digest": sha(b"something else")})
+        assert wrong.status_code == 422, wrong.text
+        assert wrong.json()["error"]["code"] == "integrity"
+        assert c.get(f"/uploads/{session['id']}").status_code == 404  # the session is gone
+    blobs = server.registry._ctx.blobs
+    assert not blobs.exists(sha(b"something else")) and not blobs.exists(sha(DATA))
+    assert _leftovers(server) == []
+
+
+def test_a_declared_session_takes_no_other_digest_at_completion(server: LiveServer) -> None:
+    with api(server) as c:
+        session = _start(c)
+        for index in range(4):
+            assert _put(c, session, index) == 200
+        other = c.post(f"/uploads/{session['id']}/complete", json={"digest": sha(b"x")})
+        assert other.status_code == 400, other.text
+        assert "was opened for" in other.json()["error"]["message"]
+        same = c.post(f"/uploads/{session['id']}/complete", json={"digest": sha(DATA)})
+        assert same.status_code == 201, same.text
+
+
+def test_a_body_cut_off_mid_chunk_leaves_nothing(server: LiveServer) -> None:
+    with api(server) as c:
+        session = c.post("/uploads", json={"size": len(DATA), "chunk_size": CHUNK, "key": "k2"})
+        sid = session.json()["id"]
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(
+            f"PUT /api/v1/uploads/{sid}/chunks/0 HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {server.token('alice')}\r\n"
+            f"Content-Length: {CHUNK}\r\n\r\n".encode()
+            + DATA[: CHUNK // 2]
+        )
+    with api(server) as c:
+        deadline = time.monotonic() + 10
+        while (state := c.get(f"/uploads/{sid}").json())["received"] != [] or _locked(server, sid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        done = c.post(f"/uploads/{sid}/complete", json={"digest": sha(DATA)})
+        assert done.status_code == 400 and "missing 4 chunk(s)" in done.text, done.text
+        assert state["received"] == []
+    assert not server.registry._ctx.blobs.exists(sha(DATA))
+
+
+def _locked(server: LiveServer, session: str) -> bool:
+    """Whether a request still holds chunk 0 of *session*."""
+    path = server.registry.settings.home / "uploads" / session / "0.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_bytes_the_store_holds_are_dropped_at_completion_and_the_sender_may_name_them(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    alice, _ = _one_pass_client(server, tmp_path)
+    alice.register("m", write_model(tmp_path, "a", DATA), capture_environment=False)
+    stored = server.registry._ctx.blobs.path_of(sha(DATA))
+    before = os.stat(stored).st_ino
+    bob = server.client("bob")
+    assert isinstance(bob, RemoteRegistry)
+    bob._blobs.chunked_from, bob._blobs.chunk = 2 * CHUNK, CHUNK
+    bob._blobs.digests = HashCache(tmp_path / "bob.db")
+    bob._blobs.send_file(write_model(tmp_path, "b", DATA) / "model.bin")
+    assert os.stat(stored).st_ino == before  # the blob was not replaced: the upload dropped
+    assert _leftovers(server) == []
+    with server.registry._ctx.store.read() as conn:
+        uploaders = conn.execute(
+            sqlalchemy.select(schema.blob_uploads.c.user).where(
+                schema.blob_uploads.c.digest == sha(DATA)
+            )
+        ).scalars()
+        assert "bob" in set(uploaders)  # bob showed the bytes: versions of his may name them
+
+
+def test_head_and_get_of_a_blob_read_it_past_the_page_cache(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    alice = server.client("alice")
+    assert isinstance(alice, RemoteRegistry)
+    payload = os.urandom((9 << 20) + 123)  # more than one 8 MiB read, not page-aligned
+    v = alice.register("m", write_model(tmp_path, "a", payload), capture_environment=False)
+    assert alice._blobs.size(sha(payload)) == len(payload)
+    with api(server) as c:
+        head = c.head(f"/blobs/{sha(payload)}")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(payload))
+    alice.pull(v.ref, tmp_path / "out")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == payload

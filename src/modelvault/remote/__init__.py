@@ -55,7 +55,7 @@ from ..tracking.records import (
 from ..wire import from_json
 from .auditing import RemoteAudit
 from .base import RemoteBase, seg
-from .blobs import CHUNKED_FROM, RemoteBlobStore, file_digest
+from .blobs import RemoteBlobStore, file_digest
 from .deploying import RemoteDeployments
 from .evaluating import RemoteEvaluations
 from .http import Transport
@@ -187,7 +187,9 @@ class RemoteRegistry(
                 if item.size <= INLINE_FILE and item.size <= room:
                     data = item.source.read_bytes()
                     digest = sha256_digest(data)
-                elif item.size < CHUNKED_FROM or (known := self._blobs.known_digest(item.source)):
+                elif item.size < self._blobs.chunked_from or (
+                    known := self._blobs.known_digest(item.source)
+                ):
                     digest = known or file_digest(item.source)
                 else:
                     step = (lambda n: tick(2 * n)) if tick is not None else None

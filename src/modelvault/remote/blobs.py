@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from io import FileIO
 from pathlib import Path
@@ -31,6 +33,7 @@ from .http import Transport
 CHUNKED_FROM = 256 << 20
 CHUNK = 64 << 20
 BLOCK = 4 << 20
+AHEAD = 4  # blocks read and hashed ahead of the one being sent
 Progress = Callable[[int], None]
 
 
@@ -53,28 +56,59 @@ def _read(path: Path, offset: int, length: int, progress: Progress | None) -> It
             yield block
 
 
-def _hashed(
-    f: FileIO,
-    offset: int,
-    length: int,
-    hasher: hashlib._Hash,
-    buffer: memoryview,
-    progress: Progress | None,
-) -> Iterator[memoryview]:
-    """*length* bytes of *f* from *offset*, read into *buffer* (each block is handed on
-    before the next read overwrites it), hashed by *hasher* on the way."""
-    f.seek(offset)
-    left = length
-    while left > 0:
-        n = f.readinto(buffer[: min(len(buffer), left)])
-        if not n:
-            raise StoreError(f"{f.name} shrank while it was uploaded")
-        block = buffer[:n]
-        hasher.update(block)
-        left -= n
-        if progress is not None:
-            progress(n)
-        yield block
+class _Ahead:
+    """Reads *f* from its start and hashes it in a thread, a few blocks ahead of the caller
+    (who sends them meanwhile: the hash and the send overlap). Blocks end at every multiple
+    of *chunk*; each is handed on before its buffer is filled again."""
+
+    def __init__(self, f: FileIO, size: int, chunk: int) -> None:
+        self.f, self.size, self.chunk = f, size, chunk
+        self.hasher = hashlib.sha256()
+        self.free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        for _ in range(AHEAD):
+            self.free.put(memoryview(bytearray(BLOCK)))
+        self.filled: queue.SimpleQueue[tuple[memoryview, int] | BaseException] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="modelvault-upload-read")
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _run(self) -> None:
+        offset = 0
+        try:
+            while offset < self.size:
+                buffer = self.free.get()
+                if buffer is None:
+                    return
+                want = min(BLOCK, self.chunk - offset % self.chunk, self.size - offset)
+                n = self.f.readinto(buffer[:want])
+                if not n:
+                    raise StoreError(f"{self.f.name} shrank while it was uploaded")
+                self.hasher.update(buffer[:n])
+                offset += n
+                self.filled.put((buffer, n))
+        except BaseException as exc:
+            self.filled.put(exc)
+
+    def blocks(self, length: int, progress: Progress | None) -> Iterator[memoryview]:
+        """The next *length* bytes."""
+        while length > 0:
+            item = self.filled.get()
+            if isinstance(item, BaseException):
+                raise item
+            buffer, n = item
+            yield buffer[:n]
+            self.free.put(buffer)
+            length -= n
+            if progress is not None:
+                progress(n)
+
+    def digest(self) -> str:
+        self.thread.join()
+        return "sha256:" + self.hasher.hexdigest()
+
+    def stop(self) -> None:
+        self.free.put(None)
+        self.thread.join()
 
 
 def _key(path: Path, st: os.stat_result) -> CacheKey:
@@ -112,6 +146,8 @@ class RemoteBlobStore:
         # digests this client saw stored on the server (asked, or uploaded): not asked again
         self.present: set[str] = set()
         self.digests = digests  # this machine's digests of unchanged files, if kept
+        self.chunked_from = CHUNKED_FROM  # files this large go in chunks of self.chunk
+        self.chunk = CHUNK
 
     def __repr__(self) -> str:
         return f"RemoteBlobStore({self.transport.url})"
@@ -157,8 +193,8 @@ class RemoteBlobStore:
     def put_file(self, path: Path, *, progress: Progress | None = None) -> PutResult:
         path = Path(path)
         size = path.stat().st_size
-        digest = self.known_digest(path) if size >= CHUNKED_FROM else None
-        if size >= CHUNKED_FROM and digest is None:
+        digest = self.known_digest(path) if size >= self.chunked_from else None
+        if size >= self.chunked_from and digest is None:
             return self.send_file(path, progress=progress)
         digest = digest or file_digest(path)
         if self.exists(digest):
@@ -170,7 +206,7 @@ class RemoteBlobStore:
 
     def upload(self, path: Path, digest: str, size: int, progress: Progress | None) -> None:
         """Send *path*'s bytes (known to hash to *digest*) to the server."""
-        if size < CHUNKED_FROM:
+        if size < self.chunked_from:
             self.transport.call(
                 "PUT",
                 f"/blobs/{digest}",
@@ -178,7 +214,7 @@ class RemoteBlobStore:
                 headers={"Content-Length": str(size)},
             )
         else:
-            self.upload_chunked(path, digest, size, progress)
+            self.upload_chunked(path, digest, size, progress, self.chunk)
         self.present.add(digest)
 
     def upload_chunked(
@@ -206,9 +242,7 @@ class RemoteBlobStore:
         result: dict[str, Any] = self.transport.call("POST", f"/uploads/{session['id']}/complete")
         return result
 
-    def send_file(
-        self, path: Path, *, progress: Progress | None = None, chunk: int = CHUNK
-    ) -> PutResult:
+    def send_file(self, path: Path, *, progress: Progress | None = None) -> PutResult:
         """Upload *path* in chunks while hashing it: one read of the file. The server checks
         the digest named at completion against the bytes it received (and drops them if it
         holds the blob already). A session left by an interrupted attempt is resumed: its
@@ -221,15 +255,14 @@ class RemoteBlobStore:
         with f:
             before = os.fstat(f.fileno())
             key = hashlib.sha256(repr(_key(path, before)).encode()).hexdigest()[:32]
-            buffer = memoryview(bytearray(BLOCK))
             for attempt in (1, 2):
                 session = self.transport.call(
                     "POST",
                     "/uploads",
-                    json={"size": before.st_size, "chunk_size": chunk, "key": key},
+                    json={"size": before.st_size, "chunk_size": self.chunk, "key": key},
                 )
                 resumed = attempt == 1 and bool(session["received"])
-                digest = self._send_chunks(f, session, buffer, progress)
+                digest = self._send_chunks(f, session, progress)
                 after = os.fstat(f.fileno())
                 if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                     raise InvalidInput(f"{path} changed while it was uploaded", path=str(path))
@@ -249,22 +282,24 @@ class RemoteBlobStore:
             self.digests.store([(_key(path, before), digest)])
         return PutResult(digest, before.st_size, True)
 
-    def _send_chunks(
-        self, f: FileIO, session: dict[str, Any], buffer: memoryview, progress: Progress | None
-    ) -> str:
+    def _send_chunks(self, f: FileIO, session: dict[str, Any], progress: Progress | None) -> str:
         """Send the chunks *session* lacks, hash every one; the file's digest."""
-        hasher = hashlib.sha256()
         done = set(session["received"])
         step, size = int(session["chunk_size"]), int(session["size"])
-        for index in range(int(session["chunks"])):
-            length = min(step, size - index * step)
-            blocks = _hashed(f, index * step, length, hasher, buffer, progress)
-            if index in done:
-                for _ in blocks:  # sent by an earlier attempt: hashed, not sent again
-                    pass
-                continue
-            self._put(f"/uploads/{session['id']}/chunks/{index}", blocks, length)
-        return "sha256:" + hasher.hexdigest()
+        f.seek(0)
+        ahead = _Ahead(f, size, step)
+        try:
+            for index in range(int(session["chunks"])):
+                length = min(step, size - index * step)
+                blocks = ahead.blocks(length, progress)
+                if index in done:
+                    for _ in blocks:  # sent by an earlier attempt: hashed, not sent again
+                        pass
+                    continue
+                self._put(f"/uploads/{session['id']}/chunks/{index}", blocks, length)
+            return ahead.digest()
+        finally:
+            ahead.stop()
 
     def _put(self, path: str, blocks: Iterator[memoryview], length: int) -> Any:
         client = self.transport.client

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..blobs.base import checked_digest
@@ -20,6 +20,7 @@ from ..service import identity, possession
 from . import transfers
 from .auth import Caller, caller
 from .bodies import CompleteBody, DigestsBody, UploadBody, ok
+from .reading import BlobFileResponse
 from .routing import documented_router
 
 router = documented_router("/api/v1")
@@ -95,11 +96,11 @@ def download(digest: str, who: Who) -> Response:
     headers = {"X-Digest": digest}
     if hasattr(blobs, "path_of"):
         path = blobs.path_of(digest)
-        if not path.exists():
-            raise NotFound(f"blob {digest} is not in the store", digest=digest)
-        response = FileResponse(path, media_type="application/octet-stream", headers=headers)
-        response.chunk_size = 8 << 20  # 8 MiB reads (not Starlette's 64 KiB): also from disk
-        return response
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store", digest=digest) from None
+        return BlobFileResponse(path, size, headers)
     if hasattr(blobs, "open_stream"):
         return StreamingResponse(
             blobs.open_stream(digest), media_type="application/octet-stream", headers=headers
