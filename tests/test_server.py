@@ -367,7 +367,7 @@ def test_chunked_upload_resumes_without_resending_finished_chunks(
     digest, size, chunk = sha(data), len(data), 1 << 20
     blobs = alice._blobs
     sent: list[str] = []
-    alice._http.client.event_hooks["request"] = [lambda r: sent.append(r.url.path)]
+    alice._http.on_request.append(lambda method, path: sent.append(path))
     # the first attempt dies after two chunks
     session = alice._http.call(
         "POST", "/uploads", json={"digest": digest, "size": size, "chunk_size": chunk}

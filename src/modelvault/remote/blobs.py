@@ -33,7 +33,7 @@ from .http import Transport
 CHUNKED_FROM = 256 << 20
 CHUNK = 64 << 20
 BLOCK = 4 << 20
-AHEAD = 4  # blocks read and hashed ahead of the one being sent
+AHEAD = 8  # blocks read and hashed ahead of the one being sent (across chunk ends)
 Progress = Callable[[int], None]
 
 
@@ -207,12 +207,7 @@ class RemoteBlobStore:
     def upload(self, path: Path, digest: str, size: int, progress: Progress | None) -> None:
         """Send *path*'s bytes (known to hash to *digest*) to the server."""
         if size < self.chunked_from:
-            self.transport.call(
-                "PUT",
-                f"/blobs/{digest}",
-                content=_read(path, 0, size, progress),
-                headers={"Content-Length": str(size)},
-            )
+            self._put(f"/blobs/{digest}", _read(path, 0, size, progress), size)
         else:
             self.upload_chunked(path, digest, size, progress, self.chunk)
         self.present.add(digest)
@@ -233,11 +228,10 @@ class RemoteBlobStore:
                 continue
             # no per-chunk digest: hashing each chunk would be a second pass over the file,
             # and the server checks the whole against the digest before storing anything
-            self.transport.call(
-                "PUT",
+            self._put(
                 f"/uploads/{session['id']}/chunks/{index}",
-                content=_read(path, index * step, length, progress),
-                headers={"Content-Length": str(length)},
+                _read(path, index * step, length, progress),
+                length,
             )
         result: dict[str, Any] = self.transport.call("POST", f"/uploads/{session['id']}/complete")
         return result
@@ -301,7 +295,8 @@ class RemoteBlobStore:
         finally:
             ahead.stop()
 
-    def _put(self, path: str, blocks: Iterator[memoryview], length: int) -> Any:
+    def _put(self, path: str, blocks: Iterator[memoryview] | Iterator[bytes], length: int) -> Any:
+        """PUT the *length* bytes of *blocks* (each sent before the next is asked for)."""
         client = self.transport.client
         if self.transport.lean is not None and upload.usable(self.transport.url):
             self.transport._sent("PUT", path)
