@@ -8,10 +8,12 @@ a match is renamed into place; other stores get the checked file through ``put_f
 A session lives in ``$MODELVAULT_HOME/uploads/<id>/``: ``session.json``, and one marker file
 ``<index>.chunk`` per finished chunk, written once the chunk's bytes are in the session's
 data file (at its offset), so an interrupted upload resumes with the chunks it finished.
-The session id is derived from the user and the blob, so a client that lost it gets the
-same session back by asking again. Chunks that arrive in order are hashed as they are
-written, so completing costs no second pass; anything else (a resent or out-of-order chunk,
-another replica, a restart) makes completion hash the data file once more.
+The session id is derived from the user and the blob (its digest, or, for a client that
+hashes the file as it sends it, the client's key for the file), so a client that lost it
+gets the same session back by asking again; a session opened without a digest is completed
+with the one the client computed. Chunks that arrive in order are hashed as they are
+written (``writing``), so completing costs no second pass; anything else (a resent or
+out-of-order chunk, another replica, a restart) makes completion hash the data file again.
 """
 
 from __future__ import annotations
