@@ -443,3 +443,39 @@ def test_open_blob_store_unknown_scheme(url: str) -> None:
 def test_open_blob_store_bad_urls(url: str) -> None:
     with pytest.raises(InvalidInput):
         open_blob_store(url)
+
+
+def test_sync_makes_every_new_shard_durable_side_by_side_and_keeps_failures_for_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelvault.blobs import local
+
+    store = LocalBlobStore(tmp_path / "store")
+    shards: set[str] = set()
+    n = 0
+    while len(shards) < 3:  # blobs in three different shard directories
+        put = store.put_bytes(b"blob %d" % n)
+        shards.add(put.digest.split(":")[1][:2])
+        n += 1
+    seen: list[tuple[str, str]] = []
+    fail = {"on": ""}
+
+    def fake(directory: Path) -> None:
+        seen.append((directory.name, threading.current_thread().name))
+        if directory.name == fail["on"]:
+            raise OSError(errno.EIO, "disk on fire")
+
+    monkeypatch.setattr(local, "fsync_dir", fake)
+    fail["on"] = sorted(shards)[-1]
+    with pytest.raises(StoreError):
+        store.sync()
+    assert {name for name, _ in seen} >= shards
+    # all but one ran on the pool's threads, at the same time as the first
+    assert sum(thread.startswith("modelvault-fsync") for _, thread in seen) == len(seen) - 1
+    seen.clear()
+    fail["on"] = ""
+    store.sync()  # what failed is synced again, none of it forgotten
+    assert {name for name, _ in seen} >= shards
+    seen.clear()
+    store.sync()
+    assert seen == []  # nothing left to sync

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
@@ -282,26 +283,36 @@ class LocalBlobStore:
             if len(pending) == 1:
                 fsync_dir(pending[0])
             elif pending:
-                # concurrent fsyncs share journal commits: one round instead of one each
-                errors: list[OSError] = []
-
-                def run(directory: Path) -> None:
-                    try:
-                        fsync_dir(directory)
-                    except OSError as exc:
-                        errors.append(exc)
-
-                threads = [threading.Thread(target=run, args=(d,)) for d in pending]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                if errors:
-                    raise errors[0]
+                # concurrent fsyncs share journal commits: one round instead of one each;
+                # the first runs here, the others on the pool's standing threads (starting
+                # a thread per directory cost more than the fsync on a busy machine)
+                others = [_fsync_pool().submit(fsync_dir, d) for d in pending[1:]]
+                try:
+                    fsync_dir(pending[0])
+                finally:
+                    errors = [f.exception() for f in others]
+                failed = next((e for e in errors if e is not None), None)
+                if failed is not None:
+                    raise failed
         except OSError as exc:
             with self._lock:
                 self._unsynced.update(pending)
             raise store_error(exc, f"blob store {self.root}") from None
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child makes its own
+_POOLS_LOCK = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """Threads for directory fsyncs run side by side (made on first use, kept)."""
+    pid = os.getpid()
+    with _POOLS_LOCK:
+        pool = _POOLS.get(pid)
+        if pool is None:
+            _POOLS.clear()  # a parent's pool has no threads in this process
+            pool = _POOLS[pid] = ThreadPoolExecutor(8, thread_name_prefix="modelvault-fsync")
+        return pool
 
 
 def _missing(digest: str) -> NotFound:
