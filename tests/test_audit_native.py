@@ -82,6 +82,17 @@ def test_other_spellings_get_python_s_answer(
     assert native.canonical(text) is auditscan._canonical_text(text)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?", fullmatch=True)
+    | st.floats(allow_nan=False).map(repr)
+)
+def test_numbers_get_python_s_answer(text: str) -> None:
+    assert native is not None
+    for spelled in (text, f"[{text}]", f'{{"k":{text}}}'):
+        assert native.canonical(spelled) is auditscan._canonical_text(spelled)
+
+
 EDGES = [
     "-0",
     "0",
