@@ -440,3 +440,27 @@ def test_head_and_get_of_a_blob_read_it_past_the_page_cache(
         assert head.headers["content-length"] == str(len(payload))
     alice.pull(v.ref, tmp_path / "out")
     assert (tmp_path / "out" / "model.bin").read_bytes() == payload
+
+
+def test_an_upload_session_is_its_owner_s_alone(server: LiveServer) -> None:
+    # the session id is derived from user, digest and size: another user who knows them
+    # could name it, and must find nothing there (sending chunks into it, or completing it
+    # and so being counted as holding bytes someone else sent)
+    with api(server) as alice:
+        session = _start(alice)
+        for index in range(3):
+            assert _put(alice, session, index) == 200
+        headers = {"Authorization": f"Bearer {server.token('mallory')}"}
+        with httpx.Client(base_url=alice.base_url, headers=headers, timeout=30) as mallory:
+            absent = mallory.get("/uploads/" + "0" * 32)
+            for answer in (
+                mallory.get(f"/uploads/{session['id']}"),
+                mallory.put(f"/uploads/{session['id']}/chunks/3", content=DATA[3 * CHUNK :]),
+                mallory.post(f"/uploads/{session['id']}/complete"),
+            ):
+                assert answer.status_code == 404
+                assert answer.json()["error"]["code"] == absent.json()["error"]["code"]
+        assert _put(alice, session, 3) == 200
+        done = alice.post(f"/uploads/{session['id']}/complete")
+        assert done.status_code == 201, done.text
+        assert done.json()["digest"] == sha(DATA)

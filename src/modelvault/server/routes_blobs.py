@@ -146,7 +146,7 @@ def start_upload(body: UploadBody, who: Who) -> Response:
 def upload_state(upload_id: str, who: Who) -> Response:
     _may_upload(who)
     ctx = who.base._ctx
-    return ok(transfers.find_session(ctx.settings.home, ctx.blobs, upload_id).describe())
+    return ok(transfers.find_session(ctx.settings.home, ctx.blobs, upload_id, who.user).describe())
 
 
 @router.put("/uploads/{upload_id}/chunks/{index}", openapi_extra=_STREAM)
@@ -159,7 +159,7 @@ async def upload_chunk(
 ) -> Response:
     _may_upload(who)
     ctx = who.base._ctx
-    session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id)
+    session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id, who.user)
     return ok(await transfers.receive_chunk(session, index, request.stream(), x_chunk_sha256))
 
 
@@ -168,7 +168,7 @@ def complete_upload(upload_id: str, who: Who, body: CompleteBody | None = None) 
     """Check the bytes against the digest and store them (dropped if the store has them)."""
     _may_upload(who)
     ctx = who.base._ctx
-    session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id)
+    session = transfers.find_session(ctx.settings.home, ctx.blobs, upload_id, who.user)
     result = transfers.complete(session, ctx.blobs, body.digest if body is not None else None)
     _sent_bytes(who, [result["digest"]])
     return ok({**result, "stored": True}, status=201)

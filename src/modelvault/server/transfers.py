@@ -189,15 +189,14 @@ def open_session(
     session_id = hashlib.sha256(name.encode()).hexdigest()[:32]
     path = spool_dir(home) / session_id
     meta = path / "session.json"
-    if meta.exists():
-        stored = json.loads(meta.read_text())
-        chunk_size = int(stored["chunk_size"])
-        return Session(session_id, digest, size, chunk_size, path, _data(blobs, path))
-    path.mkdir(exist_ok=True)
-    chunk_size = chunk or DEFAULT_CHUNK
-    temp = path / ".session.json"
-    temp.write_text(json.dumps({"digest": digest, "size": size, "chunk_size": chunk_size}))
-    temp.replace(meta)
+    stored = json.loads(meta.read_text()) if meta.exists() else {}
+    chunk_size = int(stored["chunk_size"]) if stored else (chunk or DEFAULT_CHUNK)
+    if stored.get("user") != user:  # new, or opened before sessions named their user
+        path.mkdir(exist_ok=True)
+        temp = path / ".session.json"
+        info = {"digest": digest, "size": size, "chunk_size": chunk_size, "user": user}
+        temp.write_text(json.dumps(info))
+        temp.replace(meta)
     return Session(session_id, digest, size, chunk_size, path, _data(blobs, path))
 
 
@@ -205,14 +204,16 @@ def _data(blobs: BlobStore, path: Path) -> Path:
     return _data_path(blobs, path, path.name)
 
 
-def find_session(home: Path, blobs: BlobStore, session_id: str) -> Session:
+def find_session(home: Path, blobs: BlobStore, session_id: str, user: str) -> Session:
+    """*user*'s upload session *session_id*; another user's is as absent as one that never
+    was (its chunks, and completing it, are its owner's alone)."""
     if not session_id.isalnum() or len(session_id) != 32:
         raise NotFound(f"upload {session_id[:40]!r} does not exist", upload=session_id[:40])
     path = spool_dir(home) / session_id
     meta = path / "session.json"
-    if not meta.exists():
+    stored = json.loads(meta.read_text()) if meta.exists() else {}
+    if stored.get("user") != user:
         raise NotFound(f"upload {session_id} does not exist (finished or never started)")
-    stored = json.loads(meta.read_text())
     return Session(
         session_id,
         stored.get("digest"),
