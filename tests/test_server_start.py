@@ -147,3 +147,16 @@ def test_response_models_are_built_with_the_openapi_document() -> None:
     assert doc["components"]["schemas"]["Thing"]["required"] == ["name"]
     with TestClient(app) as client:
         assert client.get("/api/v1/things/x").json() == {"name": "x"}
+
+
+def test_a_migration_run_beside_the_start_hands_its_error_to_the_start() -> None:
+    from modelvault.errors import StoreError
+    from modelvault.server.main import _Migrating
+
+    class Refusing:
+        def upgrade_schema(self) -> None:
+            raise StoreError("the metadata store's schema is at revision 9999")
+
+    migrating = _Migrating(Refusing())  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="9999"):
+        migrating.wait()

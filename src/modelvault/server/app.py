@@ -75,10 +75,16 @@ class BodyLimit:
 
 
 def create_app(
-    settings: Settings | None = None, *, migrate: bool = True, clock: Clock | None = None
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
+    clock: Clock | None = None,
+    registry: Registry | None = None,
 ) -> FastAPI:
-    """The server for *settings* (from the environment by default)."""
-    registry = Registry(settings=settings or Settings.from_env(), clock=clock)
+    """The server for *settings* (from the environment by default), or over *registry*
+    (which the server then owns: it closes it when it stops)."""
+    if registry is None:
+        registry = Registry(settings=settings or Settings.from_env(), clock=clock)
     if migrate:
         registry.upgrade_schema()
     app = Api(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from ..registry import Registry
 
 SERVER_OPTIONS = ("--host", "--port")
 GLOBAL_OPTIONS = ("--home", "--actor", "--project", "-p")
@@ -43,15 +46,44 @@ def serve(home: Path | None, host: str = "127.0.0.1", port: int = 7310) -> None:
 
 def _open(home: Path | None) -> tuple[FastAPI, str | None]:
     """The app over the registry at *home*, migrated, and the admin's token on a first start."""
-    import uvicorn  # noqa: F401  (loaded with the rest, before the collector is back on)
-
+    from ..registry import Registry
     from ..service.identity import bootstrap_admin
     from ..settings import Settings
-    from .app import create_app
+    from ..store import migrate  # noqa: F401  (loaded here, not by the thread below)
 
     settings = Settings.from_env(home=home) if home else Settings.from_env()
-    api = create_app(settings)
-    return api, bootstrap_admin(api.state.registry._ctx)
+    registry = Registry(settings=settings)
+    migrating = _Migrating(registry) if registry._ctx.store.dialect != "sqlite" else None
+    import uvicorn  # noqa: F401  (loaded with the rest, before the collector is back on)
+
+    from .app import create_app
+
+    api = create_app(settings, migrate=migrating is None, registry=registry)
+    if migrating is not None:
+        migrating.wait()
+    return api, bootstrap_admin(registry._ctx)
+
+
+class _Migrating:
+    """A database server's schema migrated in a thread (creating a new schema is ~0.1-0.5 s
+    of the database's own work, one round trip) while this one loads the web stack."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="modelvault-migrate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._registry.upgrade_schema()
+        except BaseException as exc:  # raised again by wait(), in the starting thread
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _message(text: str) -> None:
