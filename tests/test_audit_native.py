@@ -5,6 +5,7 @@ accepts events; anything it cannot accept, Python judges)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelvault import Registry, Settings, auditscan
+from modelvault import Registry, Settings, auditscan, merkle
 from modelvault.audit import append_batch
 from modelvault.canonical import canonical_json
 from modelvault.eventhash import event_hash
@@ -383,3 +384,17 @@ def test_an_event_only_the_walk_can_accept_is_judged_by_python_and_the_scan_goes
     fields, fed = _both(lite)
     assert fields[0] == 2 * auditscan.BLOCK + 321
     assert fed == 1 + auditscan.RESUME  # event 1, then event 5000 and the next ones
+
+
+@pytest.mark.parametrize("count", [2, 64, auditscan.BLOCK])
+def test_native_subtree_levels_are_the_rfc_s(count: int) -> None:
+    leaves = [os.urandom(32) for _ in range(count)]
+    assert native is not None
+    levels = native.levels(b"".join(leaves))
+    current = leaves
+    for level in levels:
+        current = [merkle.node_hash(a, b) for a, b in zip(current[::2], current[1::2], strict=True)]
+        assert level == b"".join(current)
+    assert len(current) == 1 and levels[-1] == current[0]
+    with pytest.raises(ValueError, match="power of two"):
+        native.levels(b"".join(leaves[:3]) if count > 2 else b"x" * 33)
