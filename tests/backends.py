@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Connection, Engine, make_url
 
-from modelvault import Settings
+from modelvault import Registry, Settings
 from modelvault.store.engine import open_metadata_store
 
 PG_URL = os.environ.get("MODELVAULT_TEST_POSTGRES_URL") or "postgresql://root@127.0.0.1:5432/test"
@@ -81,6 +81,18 @@ def store_url(backend: str, home: Any) -> Iterator[str]:
 def engine_for(url: str) -> Engine:
     """A plain engine on a store URL (any backend), for tests that look under the hood."""
     return open_metadata_store(url, Settings.from_env(env={})).engine
+
+
+@contextmanager
+def raw_db(reg: Registry) -> Iterator[Connection]:
+    """Someone with write access to *reg*'s database itself (SQLite or PostgreSQL): one
+    transaction, committed when the block ends."""
+    engine = engine_for(reg.settings.db)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def terminate(pid: int) -> None:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
 
 from modelvault import Registry, Settings
@@ -50,6 +51,11 @@ class LiveServer:
         reg = Registry(self.url, token=self.token(user), **kwargs)
         self.opened.append(reg)
         return reg
+
+    def api(self, token: str | None) -> httpx.Client:
+        """A plain HTTP client on the API carrying *token* (None: no credential at all)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
 
     def remote(self, token: str) -> Registry:
         reg = Registry(self.url, token=token)

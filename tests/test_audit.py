@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from modelvault import InvalidInput, Registry
 
-from .backends import engine_for
+from .backends import raw_db
 from .conftest import write_model
 
 
@@ -67,17 +66,6 @@ def test_failed_changes_write_no_event(busy: Registry) -> None:
     assert len(busy.audit()) == before
 
 
-@contextmanager
-def _db(reg: Registry) -> Iterator[Connection]:
-    """Someone with write access to the database itself (SQLite or PostgreSQL)."""
-    engine = engine_for(reg.settings.db)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
 def _expect_broken(reg: Registry, seq: int) -> None:
     result = reg.verify_audit()
     assert not result.ok
@@ -85,25 +73,25 @@ def _expect_broken(reg: Registry, seq: int) -> None:
 
 
 def test_edited_event_is_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         db.execute(text("UPDATE mv_audit_events SET actor = 'mallory' WHERE seq = 7"))
     _expect_broken(busy, 7)
 
 
 def test_edited_payload_is_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         db.execute(text("UPDATE mv_audit_events SET reason = 'routine' WHERE seq = 13"))
     _expect_broken(busy, 13)
 
 
 def test_deleted_event_is_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         db.execute(text("DELETE FROM mv_audit_events WHERE seq = 5"))
     _expect_broken(busy, 5)
 
 
 def test_inserted_event_is_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         # make room after event 6, shifting the rest, and slip in a forged approval
         db.execute(text("UPDATE mv_audit_events SET seq = -seq WHERE seq > 6"))
         db.execute(text("UPDATE mv_audit_events SET seq = -seq + 1 WHERE seq < 0"))
@@ -121,7 +109,7 @@ def test_inserted_event_is_detected(busy: Registry) -> None:
 
 
 def test_swapped_events_are_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         db.execute(text("UPDATE mv_audit_events SET seq = -1 WHERE seq = 8"))
         db.execute(text("UPDATE mv_audit_events SET seq = 8 WHERE seq = 9"))
         db.execute(text("UPDATE mv_audit_events SET seq = 9 WHERE seq = -1"))
@@ -129,13 +117,13 @@ def test_swapped_events_are_detected(busy: Registry) -> None:
 
 
 def test_truncated_tail_is_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         db.execute(text("DELETE FROM mv_audit_events WHERE seq >= 12"))
     _expect_broken(busy, 12)
 
 
 def test_appended_forgery_with_wrong_link_is_detected(busy: Registry) -> None:
-    with _db(busy) as db:
+    with raw_db(busy) as db:
         db.execute(
             text(
                 "INSERT INTO mv_audit_events (seq, ts, actor, action, project, model, subject, "

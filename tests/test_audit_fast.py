@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from modelvault.eventhash import event_hash
 from modelvault.service import transparency
 from modelvault.service.transparency import verify_all
 
-from .backends import engine_for
+from .backends import raw_db
 from .conftest import write_model
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -118,16 +116,6 @@ def _append_clear(db: Connection, actor: str, after_text: str | None) -> None:
     db.execute(text("UPDATE mv_audit_head SET seq = :s, hash = :h"), {"s": seq + 1, "h": digest})
 
 
-@contextmanager
-def _db(reg: Registry) -> Iterator[Connection]:
-    engine = engine_for(reg.settings.db)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
 def _no_walk(*args: Any) -> Any:
     raise AssertionError("the fast check fell back to the event-by-event walk")
 
@@ -142,7 +130,7 @@ def test_spliced_bodies_hash_like_event_hash(
 ) -> None:
     with reg._ctx.store.write() as conn:
         append_batch(conn, _drafts(), actor='ä "b" \x01', at=reg._ctx.now())
-    with _db(reg) as db:
+    with raw_db(reg) as db:
         _append_clear(db, "bob ü", '{"a":{"b":[1,"\\u0000é"]},"z":null}')
         _append_clear(db, "carol", None)
     with reg._ctx.store.write() as conn:
@@ -165,7 +153,7 @@ def test_non_canonical_stored_text_gets_the_walk_s_verdict(
 ) -> None:
     with reg._ctx.store.write() as conn:
         append_batch(conn, _drafts(), actor="alice", at=reg._ctx.now())
-    with _db(reg) as db:
+    with raw_db(reg) as db:
         # the same JSON written another way: the hash (over the canonical form) still holds
         _append_clear(db, "bob", '{ "b" : [1, 2.50],\n "a": "\\u00e9" }')
     reg.checkpoint()
@@ -174,7 +162,7 @@ def test_non_canonical_stored_text_gets_the_walk_s_verdict(
     with monkeypatch.context() as patch:
         patch.setattr(transparency, "_walk", _no_walk)
         assert _verdict(reg, processes=1) == reference
-    with _db(reg) as db:
+    with raw_db(reg) as db:
         # a forger hashes the stored text as it is, not its canonical form: the walk refuses
         # it, so the spliced body (which would match) must not be taken at its word
         row = db.execute(text("SELECT * FROM mv_audit_events WHERE seq = 3")).mappings().one()
@@ -239,7 +227,7 @@ def test_parallel_ranges_give_the_walk_s_verdict(
     big: Registry, tamper: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statements, seq, check = TAMPERS[tamper]
-    with _db(big) as db:
+    with raw_db(big) as db:
         for statement in statements:
             db.execute(text(statement))
     reference = _verdict(big, reference=True)

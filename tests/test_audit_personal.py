@@ -7,31 +7,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from modelvault import InvalidInput, NotFound, Registry
 from modelvault.eventhash import commit_actor, event_hash
 from modelvault.verify import BundleError, verify_bundle
 
-from .backends import engine_for
+from .backends import raw_db
 from .conftest import write_model
 
 Opener = Callable[[str], Registry]
-
-
-@contextmanager
-def _db(reg: Registry) -> Iterator[Connection]:
-    engine = engine_for(reg.settings.db)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def team(reg: Registry, as_user: Opener, tmp_path: Path) -> Registry:
 
 
 def test_new_events_hash_a_commitment_and_keep_the_name_apart(team: Registry) -> None:
-    with _db(team) as db:
+    with raw_db(team) as db:
         rows = db.execute(text("SELECT * FROM mv_audit_events ORDER BY seq")).mappings().all()
         personal = {
             r["seq"]: r for r in db.execute(text("SELECT * FROM mv_audit_personal")).mappings()
@@ -89,7 +78,7 @@ def test_erasure_keeps_every_proof_and_hides_the_name(team: Registry, tmp_path: 
     assert erase.actor == "alice" and erase.reason == "erasure request 2026-41"
     assert erase.after is not None and erase.after["events"] == 2
     assert erase.after["seqs"] == [[6, 6], [9, 9]]
-    with _db(team) as db:
+    with raw_db(team) as db:
         # the name is in none of bob's events (not as actor, not as the approver in their
         # payloads), nor in the erase event, and its personal rows are gone
         raw = db.execute(text("SELECT * FROM mv_audit_events")).mappings().all()
@@ -128,16 +117,16 @@ def test_erasure_keeps_every_proof_and_hides_the_name(team: Registry, tmp_path: 
 
 
 def test_tampering_with_the_clear_names_is_caught(team: Registry) -> None:
-    with _db(team) as db:
+    with raw_db(team) as db:
         db.execute(text("UPDATE mv_audit_personal SET actor = 'mallory' WHERE seq = 6"))
     result = team.verify_audit()
     assert not result.ok and result.check == "personal" and result.first_bad_seq == 6
     assert "does not match its commitment" in (result.problem or "")
-    with _db(team) as db:
+    with raw_db(team) as db:
         db.execute(text("UPDATE mv_audit_personal SET actor = 'bob' WHERE seq = 6"))
     assert team.verify_audit().ok
     # a name removed behind the log's back, not by `audit erase`
-    with _db(team) as db:
+    with raw_db(team) as db:
         db.execute(text("DELETE FROM mv_audit_personal WHERE seq = 4"))
     result = team.verify_audit()
     assert not result.ok and result.check == "personal" and result.first_bad_seq == 4
@@ -154,7 +143,7 @@ def test_events_from_before_keep_their_format(reg: Registry, tmp_path: Path) -> 
     with reg._ctx.store.migrating() as conn:
         command.upgrade(migrate._config(conn), "0014")
     prev = "0" * 64
-    with _db(reg) as db:
+    with raw_db(reg) as db:
         for seq, actor in ((1, "bob"), (2, "alice"), (3, "bob")):
             fields = {
                 "seq": seq,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from modelvault import Forbidden, InvalidInput, NotFound, Registry
@@ -28,12 +27,6 @@ def alice(server: LiveServer, tmp_path: Path) -> Registry:
     to_production(reg, bob, "fraud:2")
     reg.deploy_release("fraud:1", "production", reason="first launch")
     return reg
-
-
-def api(server: LiveServer, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
 
 
 def test_remote_deployments_are_what_the_store_holds(alice: Registry, server: LiveServer) -> None:
@@ -110,7 +103,7 @@ def test_permissions_per_route(alice: Registry, server: LiveServer) -> None:
     ):
         with pytest.raises(Forbidden, match=permission):
             attempt()
-    with api(server, identity.create_token(ctx, "vic")[0]) as c:
+    with server.api(identity.create_token(ctx, "vic")[0]) as c:
         answer = c.put(
             "/projects/default/deployments/staging/fraud", json={"spec": {"release": "fraud:2"}}
         )
@@ -132,7 +125,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
         alice.deploy("fraud", "production", {"release": "fraud:1", "colour": "red"})
     with pytest.raises(NotFound, match="not deployed"):
         alice.deployment("fraud", "staging")
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         verb = c.post("/projects/default/deployments/production/fraud/rollout", json={"verb": "x"})
         spec = c.put("/projects/default/deployments/production/fraud", json={"spec": "fraud:1"})
     for answer in (verb, spec):
@@ -155,7 +148,7 @@ def test_another_projects_deployments_are_invisible(
     base = "/projects/{}/deployments/production/fraud"
     reads = ["/projects/{}/deployments", "/projects/{}/environments", base, base + "/history"]
     reads.append(base + "/rollout")
-    with api(server, token) as c:
+    with server.api(token) as c:
         for path in reads:
             existing, absent = c.get(path.format("default")), c.get(path.format("bank-zz"))
             assert existing.status_code == absent.status_code == 404, path

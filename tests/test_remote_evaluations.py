@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from modelvault import Conflict, Forbidden, GateFailed, InvalidInput, NotFound, Registry
@@ -49,12 +48,6 @@ def alice(server: LiveServer, tmp_path: Path) -> Registry:
     server.registry.settings.policy.parent.mkdir(parents=True, exist_ok=True)
     server.registry.settings.policy.write_text(POLICY)
     return reg
-
-
-def api(server: LiveServer, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
 
 
 def test_remote_answers_are_what_the_store_holds(alice: Registry, server: LiveServer) -> None:
@@ -124,7 +117,7 @@ def test_bad_snapshots_are_refused_and_record_nothing(alice: Registry, server: L
     before = here.snapshots()
     absent = FileEntry("a.csv", 3, "sha256:" + "ab" * 32, 0o644)
     manifest = manifest_bytes([absent]).decode("utf-8")
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         answers = [
             c.post("/projects/default/snapshots", json={"name": "x", "manifest_text": "{oops"}),
             c.post("/projects/default/snapshots", json={"name": "x", "external": "s3://b/k"}),
@@ -183,7 +176,7 @@ def test_run_artifacts_are_uploaded_and_listed_as_locally(
     ) as mine:
         assert here.log_artifact(mine.id, out) == listed  # the same entries locally
     other = alice.start_run("other", capture_code=False, capture_environment=False)
-    with api(server, server.token("alice")) as c, other as open_:
+    with server.api(server.token("alice")) as c, other as open_:
         fake = {"path": "x.bin", "digest": "sha256:" + "cd" * 32, "size": 1}
         absent = c.post(f"/projects/default/runs/{open_.id}/artifacts", json={"files": [fake]})
         wrong = {**fake, "digest": listed[0].digest, "size": 999}
@@ -256,7 +249,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
         alice.evaluate("fraud:1", "claims-eval")
     with pytest.raises(InvalidInput, match="does not exist"):
         alice.record_evaluation("fraud:1", Path("/no/such/set"), metrics={"auc": 0.9})  # type: ignore[arg-type]
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         words = c.post(
             "/projects/default/refs/fraud:1/evaluations",
             json={"eval_set": "claims-eval", "metrics": {"auc": "high"}},
@@ -286,7 +279,7 @@ def test_lineage_stops_at_projects_the_token_may_not_read(
     ann = server.remote(identity.create_token(ctx, "ann", project="default")[0])
     assert ann.lineage("fraud:1").downstream == ()
     assert server.remote(server.token("alice")).lineage("fraud:1") == here.lineage("fraud:1")
-    with api(server, identity.create_token(ctx, "ann", project="default")[0]) as c:
+    with server.api(identity.create_token(ctx, "ann", project="default")[0]) as c:
         for path in ("refs/child:1/lineage", "refs/child:1/evaluations", "snapshots"):
             existing = c.get(f"/projects/bank-b/{path}")
             absent = c.get(f"/projects/bank-zz/{path}")

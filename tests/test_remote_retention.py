@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from modelvault import Conflict, Forbidden, InvalidInput, NotFound, Registry
@@ -28,12 +27,6 @@ def alice(server: LiveServer, tmp_path: Path) -> Registry:
     server.client("bob").approve("fraud:6")
     reg.promote("fraud:6", "production", reason="launch")
     return reg
-
-
-def api(server: LiveServer, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
 
 
 def test_holds_deletions_and_pruning_match_local(alice: Registry, server: LiveServer) -> None:
@@ -126,7 +119,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
     Path(server.registry.settings.retention).write_text("[defaults]\nkeep = 3\n")
     with pytest.raises(InvalidInput, match="unknown key 'keep'"):
         alice.apply_retention()
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         answers = [
             c.post("/projects/default/models/fraud/prune", json={"keep_last": 0}),
             c.post("/gc", json={"grace_seconds": -1}),
@@ -148,7 +141,7 @@ def test_another_projects_holds_are_invisible(
     identity.grant(ctx, "bank-a", "ann", "admin")
     identity.grant(ctx, "default", "ann", "viewer")  # the user could, but the token is scoped
     token, _ = identity.create_token(ctx, "ann", project="bank-a")
-    with api(server, token) as c:
+    with server.api(token) as c:
         assert c.get("/holds").json() == []
         for method, path in (
             ("GET", "/projects/{}/refs/fraud:1/archive"),

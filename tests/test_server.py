@@ -26,11 +26,6 @@ from .conftest import FakeClock, write_model
 from .server_fixtures import LiveServer, live_server
 
 
-def api(server: LiveServer, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=30)
-
-
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -71,14 +66,14 @@ def test_expired_and_revoked_tokens_stop_working(server: LiveServer, clock: Fake
     identity.grant(ctx, "default", "carol", "viewer")
     short, _ = identity.create_token(ctx, "carol", expires_in=timedelta(hours=1))
     revoked, record = identity.create_token(ctx, "carol")
-    with api(server, short) as c:
+    with server.api(short) as c:
         assert c.get("/projects/default/models").status_code == 200
-    with api(server, revoked) as c:
+    with server.api(revoked) as c:
         assert c.get("/projects/default/models").status_code == 200
     identity.revoke_token(ctx, record["token_id"])
     clock.advance(hours=2)
     for token, word in ((short, "expired"), (revoked, "revoked")):
-        with api(server, token) as c:
+        with server.api(token) as c:
             answer = c.get("/projects/default/models")
         assert answer.status_code == 401
         assert word in answer.json()["error"]["message"]
@@ -178,7 +173,7 @@ def test_a_token_of_project_a_learns_nothing_about_project_b(
     identity.grant(ctx, "bank-a", "ann", "admin")
     identity.grant(ctx, "bank-b", "ann", "viewer")  # the user could, but the token is scoped
     token, _ = identity.create_token(ctx, "ann", project="bank-a")
-    with api(server, token) as c:
+    with server.api(token) as c:
         for path in _read_endpoints("bank-a"):
             assert c.get(path).status_code == 200, path
         for path in _read_endpoints("bank-b"):
@@ -247,7 +242,7 @@ def test_a_token_of_project_a_learns_nothing_about_project_b(
 def test_error_envelope_for_unknown_routes_bad_json_and_oversized_bodies(
     server: LiveServer,
 ) -> None:
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         unknown = c.get("/nothing-here")
         bad = c.post(
             "/projects/default/refs/x:1/promote",
@@ -276,7 +271,7 @@ def test_error_envelope_for_unknown_routes_bad_json_and_oversized_bodies(
 def test_an_upload_that_does_not_match_its_digest_stores_nothing(server: LiveServer) -> None:
     data = b"the real bytes"
     claimed = sha(b"other bytes")
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         answer = c.put(f"/blobs/{claimed}", content=data)
         assert answer.status_code == 422
         assert answer.json()["error"]["code"] == "integrity"
@@ -297,7 +292,7 @@ def test_an_upload_cut_off_mid_stream_stores_nothing(server: LiveServer) -> None
     ).encode()
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(head + data[:40_000])
-    with api(server, server.token("alice")) as c:  # the server is unaffected
+    with server.api(server.token("alice")) as c:  # the server is unaffected
         assert c.get("/projects/default/models").status_code == 200
     assert not server.registry._ctx.blobs.exists(digest)
     staging = server.registry._ctx.blobs.root / "tmp"  # bytes go straight beside the blobs
@@ -342,7 +337,7 @@ def test_inline_files_are_stored_only_under_their_own_digest(
     blobs = server.registry._ctx.blobs
     good, evil = b"honest bytes", b"other bytes"
     body = {"manifest_text": None, "blobs": {sha(good): base64.b64encode(evil).decode()}}
-    with api(server, token) as c:
+    with server.api(token) as c:
         answer = c.post("/projects/default/models/m/versions", json=body)
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"]["code"] == "integrity"
@@ -388,7 +383,7 @@ def test_chunked_upload_resumes_without_resending_finished_chunks(
 
 def test_chunks_that_do_not_add_up_are_refused(server: LiveServer) -> None:
     data = b"a" * (1 << 20) + b"b" * 10
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         s = c.post(
             "/uploads", json={"digest": sha(b"other"), "size": len(data), "chunk_size": 1 << 20}
         ).json()
@@ -406,7 +401,7 @@ def test_chunks_that_do_not_add_up_are_refused(server: LiveServer) -> None:
 def test_a_manifest_with_a_bad_path_is_refused(server: LiveServer, path: str) -> None:
     entry = {"path": path, "size": 1, "digest": sha(b"x"), "mode": 0o644}
     manifest = json.dumps({"files": [entry], "format": 1}).encode()
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         c.put(f"/blobs/{sha(b'x')}", content=b"x")
         c.put(f"/blobs/{sha(manifest)}", content=manifest)
         answer = c.post("/projects/default/models/m/versions", json={"manifest": sha(manifest)})
@@ -417,7 +412,7 @@ def test_a_manifest_with_a_bad_path_is_refused(server: LiveServer, path: str) ->
 def test_sql_metacharacters_in_names_and_queries(server: LiveServer, tmp_path: Path) -> None:
     alice = server.client("alice")
     alice.register("m", write_model(tmp_path, "m", b"1"), tags={"team": "o'brien"})
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         bad_name = c.get("/projects/default/models/x';DROP TABLE mv_versions;--/versions")
         assert bad_name.status_code in (400, 404)
         query = c.get("/projects/default/search", params={"q": 'tags.team = "o\'brien"'})
@@ -538,7 +533,7 @@ def test_presigned_urls_move_bytes_straight_to_and_from_s3(
         alice = server.client("alice")
         v = alice.register("m", write_model(tmp_path, "m", b"weights on s3"))
         file_digest = alice.manifest("m:1").files[0].digest
-        with api(server, server.token("alice")) as c:
+        with server.api(server.token("alice")) as c:
             signed = c.get(f"/blobs/{file_digest}/url", params={"method": "GET"}).json()
             got = httpx.get(signed["url"], headers=signed["headers"])
             assert got.content == b"weights on s3"
@@ -554,7 +549,7 @@ def test_presigned_urls_move_bytes_straight_to_and_from_s3(
 
 def test_presigned_urls_need_the_s3_backend(server: LiveServer, tmp_path: Path) -> None:
     v = server.client("alice").register("m", write_model(tmp_path, "m", b"1"))
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         answer = c.get(f"/blobs/{v.artifact_digest}/url")
     assert answer.status_code == 400
     assert "S3" in answer.json()["error"]["message"]
@@ -624,7 +619,7 @@ def test_leftovers_of_interrupted_uploads_are_swept(tmp_path: Path) -> None:
     ["..%2F..%2Fetc%2Fpasswd", "sha256:" + "0" * 63 + "%00", "sha256:../../x", "/etc/passwd"],
 )
 def test_blob_paths_that_are_not_digests_are_refused(server: LiveServer, digest: str) -> None:
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         got = c.get(f"/blobs/{digest}")
         put = c.put(f"/blobs/{digest}", content=b"x")
     for answer in (got, put):
@@ -659,7 +654,7 @@ def test_runs_are_tracked_through_the_server(server: LiveServer) -> None:
 
 def test_a_manifest_sent_inline_must_match_its_declared_digest(server: LiveServer) -> None:
     text = json.dumps({"files": [], "format": 1})
-    with api(server, server.token("alice")) as c:
+    with server.api(server.token("alice")) as c:
         answer = c.post(
             "/projects/default/models/m/versions",
             json={"manifest_text": text, "manifest": sha(b"something else")},

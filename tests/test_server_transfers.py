@@ -35,11 +35,6 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def api(server: LiveServer) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {server.token('alice')}"}
-    return httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=30)
-
-
 def _start(c: httpx.Client, data: bytes = DATA, digest: str | None = None) -> dict[str, str]:
     body = {"digest": digest or sha(data), "size": len(data), "chunk_size": CHUNK}
     answer = c.post("/uploads", json=body)
@@ -69,7 +64,7 @@ def test_chunks_sent_in_order_are_hashed_once_and_stored_by_a_rename(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _no_second_pass(monkeypatch)
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = _start(c)
         for index in range(4):
             assert _put(c, session, index) == 200
@@ -86,7 +81,7 @@ def test_chunks_sent_in_order_are_hashed_once_and_stored_by_a_rename(
 
 def test_a_resent_chunk_makes_completion_hash_the_file_again(server: LiveServer) -> None:
     wrong = DATA[:CHUNK] + b"x" * CHUNK + DATA[2 * CHUNK :]
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = _start(c)
         for index in range(4):
             assert _put(c, session, index, wrong) == 200
@@ -99,7 +94,7 @@ def test_a_resent_chunk_makes_completion_hash_the_file_again(server: LiveServer)
 def test_chunk_bytes_changed_by_another_server_are_caught(server: LiveServer) -> None:
     """A replica sharing the directories rewrote chunk 1 after this one hashed it: its new
     marker shows it, so the whole is hashed again, and the wrong bytes are refused."""
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = _start(c)
         for index in range(4):
             assert _put(c, session, index) == 200
@@ -117,7 +112,7 @@ def test_chunk_bytes_changed_by_another_server_are_caught(server: LiveServer) ->
 
 
 def test_a_chunk_being_received_cannot_be_sent_twice_at_once(server: LiveServer) -> None:
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = _start(c)
         lock = server.registry.settings.home / "uploads" / session["id"] / "0.lock"
         fd = os.open(lock, os.O_RDWR | os.O_CREAT)
@@ -135,7 +130,7 @@ def test_a_chunk_being_received_cannot_be_sent_twice_at_once(server: LiveServer)
 def test_chunks_cleared_away_while_idle_are_asked_for_again(server: LiveServer) -> None:
     """The blob store's cleanup removes stale temp files: the session's markers then no
     longer count, and the client sends every chunk again."""
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = _start(c)
         assert _put(c, session, 0) == 200 and _put(c, session, 1) == 200
         for name in _leftovers(server):
@@ -149,7 +144,7 @@ def test_chunks_cleared_away_while_idle_are_asked_for_again(server: LiveServer) 
 
 def test_a_streamed_upload_is_written_into_the_store_once(server: LiveServer) -> None:
     data = os.urandom(3 << 20)
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         answer = c.put(f"/blobs/{sha(data)}", content=data)
         assert answer.status_code == 201, answer.text
         again = c.put(f"/blobs/{sha(data)}", content=data)  # already there: nothing new
@@ -320,7 +315,7 @@ def test_a_resumed_session_holding_other_bytes_is_started_over(
     # an earlier attempt, from a file that looked the same, left chunks 0 and 1
     key = hashlib.sha256(repr(remote_blobs._key(model, os.stat(model))).encode()).hexdigest()
     wrong = b"w" * (2 * CHUNK) + DATA[2 * CHUNK :]
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = c.post("/uploads", json={"size": len(DATA), "chunk_size": CHUNK, "key": key[:32]})
         assert _put(c, session.json(), 0, wrong) == 200 and _put(c, session.json(), 1, wrong) == 200
     put = alice._blobs.send_file(model)
@@ -332,7 +327,7 @@ def test_a_resumed_session_holding_other_bytes_is_started_over(
 def test_a_digest_named_at_completion_that_the_bytes_do_not_hash_to_stores_nothing(
     server: LiveServer,
 ) -> None:
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         body = {"size": len(DATA), "chunk_size": CHUNK, "key": "k1"}
         session = c.post("/uploads", json=body).json()
         assert session["digest"] is None and session["received"] == []
@@ -356,7 +351,7 @@ def test_a_digest_named_at_completion_that_the_bytes_do_not_hash_to_stores_nothi
 
 
 def test_a_declared_session_takes_no_other_digest_at_completion(server: LiveServer) -> None:
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = _start(c)
         for index in range(4):
             assert _put(c, session, index) == 200
@@ -368,7 +363,7 @@ def test_a_declared_session_takes_no_other_digest_at_completion(server: LiveServ
 
 
 def test_a_body_cut_off_mid_chunk_leaves_nothing(server: LiveServer) -> None:
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         session = c.post("/uploads", json={"size": len(DATA), "chunk_size": CHUNK, "key": "k2"})
         sid = session.json()["id"]
     host, port = server.url.removeprefix("http://").split(":")
@@ -379,7 +374,7 @@ def test_a_body_cut_off_mid_chunk_leaves_nothing(server: LiveServer) -> None:
             f"Content-Length: {CHUNK}\r\n\r\n".encode()
             + DATA[: CHUNK // 2]
         )
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         deadline = time.monotonic() + 10
         while (state := c.get(f"/uploads/{sid}").json())["received"] != [] or _locked(server, sid):
             assert time.monotonic() < deadline
@@ -434,7 +429,7 @@ def test_head_and_get_of_a_blob_read_it_past_the_page_cache(
     payload = os.urandom((9 << 20) + 123)  # more than one 8 MiB read, not page-aligned
     v = alice.register("m", write_model(tmp_path, "a", payload), capture_environment=False)
     assert alice._blobs.size(sha(payload)) == len(payload)
-    with api(server) as c:
+    with server.api(server.token("alice")) as c:
         head = c.head(f"/blobs/{sha(payload)}")
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(payload))
@@ -446,12 +441,11 @@ def test_an_upload_session_is_its_owner_s_alone(server: LiveServer) -> None:
     # the session id is derived from user, digest and size: another user who knows them
     # could name it, and must find nothing there (sending chunks into it, or completing it
     # and so being counted as holding bytes someone else sent)
-    with api(server) as alice:
+    with server.api(server.token("alice")) as alice:
         session = _start(alice)
         for index in range(3):
             assert _put(alice, session, index) == 200
-        headers = {"Authorization": f"Bearer {server.token('mallory')}"}
-        with httpx.Client(base_url=alice.base_url, headers=headers, timeout=30) as mallory:
+        with server.api(server.token("mallory")) as mallory:
             absent = mallory.get("/uploads/" + "0" * 32)
             for answer in (
                 mallory.get(f"/uploads/{session['id']}"),

@@ -9,20 +9,19 @@ import shutil
 import subprocess
 import sys
 import venv
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from modelvault import InvalidInput, Registry, merkle
 from modelvault import checkpoints as cps
 from modelvault.eventhash import event_hash
 from modelvault.verify import BundleError, verify_bundle
 
-from .backends import engine_for
+from .backends import raw_db
 from .conftest import FakeClock, write_model
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -47,16 +46,6 @@ def log(reg: Registry, as_user: Callable[[str], Registry], tmp_path: Path) -> Re
     reg.set_alias("fraud", "candidate", "3")
     assert reg.checkpoint() is not None
     return reg
-
-
-@contextmanager
-def _db(reg: Registry) -> Iterator[Connection]:
-    engine = engine_for(reg.settings.db)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 def _broken(reg: Registry, check: str, seq: int | None = None) -> str:
@@ -122,7 +111,7 @@ def test_a_rewritten_and_rehashed_chain_disagrees_with_the_signed_checkpoints(
 ) -> None:
     # an administrator edits event 6 and recomputes every later hash and the head: the chain
     # alone verifies, the signed checkpoints do not
-    with _db(log) as db:
+    with raw_db(log) as db:
         rows = db.execute(text("SELECT * FROM mv_audit_events ORDER BY seq")).mappings().all()
         prev = "0" * 64
         for row in rows:
@@ -151,7 +140,7 @@ def test_a_rewritten_and_rehashed_chain_disagrees_with_the_signed_checkpoints(
 
 def test_checkpoints_re_signed_with_another_key_are_refused(log: Registry, tmp_path: Path) -> None:
     other = cps.load_or_create_private(tmp_path / "other.pem")
-    with _db(log) as db:
+    with raw_db(log) as db:
         for row in db.execute(text("SELECT * FROM mv_audit_checkpoints")).mappings().all():
             forged = cps.sign(other, row["tree_size"], row["root"], row["ts"])
             db.execute(
@@ -162,7 +151,7 @@ def test_checkpoints_re_signed_with_another_key_are_refused(log: Registry, tmp_p
 
 
 def test_a_deleted_checkpoint_is_still_held_by_the_witness(log: Registry) -> None:
-    with _db(log) as db:
+    with raw_db(log) as db:
         db.execute(text("DELETE FROM mv_audit_events WHERE seq > 12"))
         db.execute(
             text("DELETE FROM mv_audit_checkpoints WHERE tree_size = :t"),
@@ -176,7 +165,7 @@ def test_a_deleted_checkpoint_is_still_held_by_the_witness(log: Registry) -> Non
 
 
 def test_a_truncated_tail_with_its_head_moved_back_is_caught(log: Registry) -> None:
-    with _db(log) as db:
+    with raw_db(log) as db:
         db.execute(text("DELETE FROM mv_audit_events WHERE seq > 10"))
         last = db.execute(text("SELECT hash FROM mv_audit_events WHERE seq = 10")).scalar()
         db.execute(text("UPDATE mv_audit_head SET seq = 10, hash = :h"), {"h": last})
@@ -185,7 +174,7 @@ def test_a_truncated_tail_with_its_head_moved_back_is_caught(log: Registry) -> N
 
 
 def test_a_tampered_tree_leaf_names_its_event(log: Registry) -> None:
-    with _db(log) as db:
+    with raw_db(log) as db:
         db.execute(
             text("UPDATE mv_audit_tree SET hash = :h WHERE level = 0 AND idx = 4"), {"h": "a" * 64}
         )

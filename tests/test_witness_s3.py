@@ -6,31 +6,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from modelvault import InvalidInput, Registry, Settings
 
-from .backends import engine_for
+from .backends import raw_db
 from .conftest import FakeClock, write_model
 from .s3_helpers import REGION, raw_client
 
 Opener = Callable[[str], Registry]
-
-
-@contextmanager
-def _db(reg: Registry) -> Iterator[Connection]:
-    engine = engine_for(reg.settings.db)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 def _open(settings: Settings, clock: FakeClock, endpoint: str, witness: str) -> Registry:
@@ -97,7 +86,7 @@ def test_checkpoints_go_to_s3_once_and_verify_compares_with_them(
     # the database rewritten behind the log's back: the tail cut and the head moved back,
     # the newest checkpoint deleted; the witness still holds it
     last = stored[-1]["tree_size"]
-    with _db(reg) as db:
+    with raw_db(reg) as db:
         db.execute(text("DELETE FROM mv_audit_events WHERE seq > :n"), {"n": last - 2})
         db.execute(text("DELETE FROM mv_audit_personal WHERE seq > :n"), {"n": last - 2})
         db.execute(text("DELETE FROM mv_audit_checkpoints WHERE tree_size = :t"), {"t": last})
@@ -127,7 +116,7 @@ def test_a_database_rewritten_and_re_signed_disagrees_with_the_s3_witness(
     # hash, the head, the tree and every checkpoint's root, and re-signs them: the chain,
     # the tree and the signatures all agree again; only the witness remembers
     key = cps.load_private(Path(reg.settings.audit_key))
-    with _db(reg) as db:
+    with raw_db(reg) as db:
         rows = db.execute(text("SELECT * FROM mv_audit_events ORDER BY seq")).mappings().all()
         prev, leaves = "0" * 64, []
         for row in rows:
