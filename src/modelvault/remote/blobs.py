@@ -31,7 +31,7 @@ from . import download, upload
 from .http import Transport
 
 CHUNKED_FROM = 256 << 20
-CHUNK = 64 << 20
+CHUNK = 256 << 20
 BLOCK = 4 << 20
 AHEAD = 8  # blocks read and hashed ahead of the one being sent (across chunk ends)
 Progress = Callable[[int], None]

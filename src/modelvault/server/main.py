@@ -28,6 +28,9 @@ def serve(home: Path | None, host: str = "127.0.0.1", port: int = 7310) -> None:
     # no garbage (< 1,000 objects in cycles), yet the cyclic collector ran ~240 times over
     # them, ~0.1 s of the start. It stays off until the app is built; the objects then are
     # frozen (never scanned again, which also keeps later full collections short).
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()  # before any body arrives: see memory.py
     gc.disable()
     try:
         api, token = _open(home)

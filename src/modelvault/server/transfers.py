@@ -37,7 +37,7 @@ from ..blobs.base import BlobStore, checked_digest
 from ..errors import Conflict, IntegrityError, InvalidInput, NotFound
 from .writing import Writer
 
-DEFAULT_CHUNK = 64 << 20
+DEFAULT_CHUNK = 256 << 20
 READ = 8 << 20
 
 
