@@ -25,6 +25,9 @@ def test_quick_benchmark_produces_every_figure(capsys: pytest.CaptureFixture[str
     metrics = data["workloads"]["metrics"]["figures"]
     assert metrics["batch_points_per_s"] > 0 and metrics["loop_blocked_percent"] >= 0
     assert data["machine"]["python"]
+    before, after = data["workloads"]["registry"]["load_average"]  # figures carry their load
+    assert before >= 0 and after >= 0
+    assert "load average (1 min) before, after" in out
 
 
 def test_quick_gateway_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
