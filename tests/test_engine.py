@@ -64,3 +64,22 @@ def test_init_reports_the_store_without_its_password(tmp_path: Path) -> None:
         ) as reg:
             where = reg.init()
         assert "unused-by-trust-auth" not in where["db"]
+
+
+def test_sqlite_transactions_one_after_another_reuse_one_warm_connection(tmp_path: Path) -> None:
+    # SQLite keeps its page cache per connection and drops it when another connection has
+    # written: taking the most recently used idle connection (not the one idle longest) spares
+    # a server's serial requests re-reading the pages each one touches
+    store = open_metadata_store(f"sqlite:///{tmp_path / 'r.db'}", _settings())
+    store.ensure_schema()
+    with store.read() as a, store.read() as b:  # two connections in the pool
+        held = [a.connection.dbapi_connection, b.connection.dbapi_connection]
+    assert held[0] is not held[1]
+    used = []
+    for _ in range(4):
+        with store.write() as conn:
+            used.append(conn.connection.dbapi_connection)
+        with store.read() as conn:
+            used.append(conn.connection.dbapi_connection)
+    assert all(c is used[0] for c in used)
+    store.dispose()

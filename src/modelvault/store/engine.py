@@ -217,6 +217,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         connect_args={"timeout": busy / 1000, "check_same_thread": False},
         pool_size=4,
         max_overflow=8,
+        pool_use_lifo=True,
     )
 
     @event.listens_for(engine, "connect")
