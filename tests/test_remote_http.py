@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from modelvault.errors import NotFound, StoreError
+from modelvault.errors import InvalidInput, NotFound, StoreError
 from modelvault.remote import http as remote_http
 from modelvault.remote.http import Transport
 
@@ -174,3 +174,20 @@ def test_a_proxy_in_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch)
     direct = Transport("http://registry.example:7310", None)
     assert direct.lean is not None
     direct.close()
+
+
+def test_a_registration_body_with_its_files_spliced_in_is_the_json_of_the_whole() -> None:
+    import base64
+    import os
+
+    from modelvault.canonical import sha256_digest
+    from modelvault.remote import _with_blobs
+
+    files = [os.urandom(n) for n in (0, 1, 2, 3, 4096)]
+    inline = {sha256_digest(f): base64.b64encode(f) for f in files}
+    body = {"kind": "model", "params": {"q": 'quote " and \\ é \u2028'}, "run": None}
+    sent = json.loads(_with_blobs(body, inline))
+    assert sent == {**body, "blobs": {d: t.decode() for d, t in inline.items()}}
+    assert json.loads(_with_blobs(body, {})) == {**body, "blobs": {}}
+    with pytest.raises(InvalidInput):  # a key that is not a digest is never written as is
+        _with_blobs(body, {'x", "y': b"QQ=="})

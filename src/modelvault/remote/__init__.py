@@ -22,12 +22,14 @@ record on the server (and, without a PATH, the model the run logged under ``mode
 from __future__ import annotations
 
 import base64
+import json as jsonlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..blobs.base import checked_digest
 from ..canonical import sha256_digest
 from ..domain import (
     AliasInterval,
@@ -174,7 +176,7 @@ class RemoteRegistry(
         if kind == "config" and path is not None and config is None:
             config = read_config(Path(path))
         manifest_text = None
-        inline: dict[str, str] = {}  # digest -> base64 of a small file's bytes
+        inline: dict[str, bytes] = {}  # digest -> base64 of a small file's bytes
         if req.path is not None:
             scanned = scan(req.path)
             tick = progress(2 * sum(f.size for f in scanned)) if progress else None
@@ -200,7 +202,7 @@ class RemoteRegistry(
                 entries.append(FileEntry(item.path, item.size, digest, item.mode))
                 fresh = digest not in self._blobs.present and digest not in inline
                 if data is not None and len(data) == item.size and fresh:
-                    inline[digest] = base64.b64encode(data).decode("ascii")
+                    inline[digest] = base64.b64encode(data)
                     room -= item.size
             # small files go inline with the version; the others are uploaded first, unless
             # the server already has them
@@ -245,12 +247,11 @@ class RemoteRegistry(
             "code": as_json(code),
             "environment": as_json(env),
             "extra_blobs": [list(pair) for pair in extra],
-            "blobs": inline,
             "run": run,
         }
         path_ = f"/projects/{seg(project)}/models/{seg(model)}/versions"
         try:
-            data = self._http.call("POST", path_, json=body)
+            data = self._http.call("POST", path_, encoded=_with_blobs(body, inline))
             self._blobs.present.update(inline)
         except NotFound as exc:  # a blob this client took for stored is gone: send again
             if "digest" not in exc.fields or exc.fields["digest"] not in self._blobs.present:
@@ -513,3 +514,15 @@ class RemoteRegistry(
             json={"status": status, "failure": failure},
         )
         return from_json(Run, data)
+
+
+def _with_blobs(body: dict[str, Any], blobs: Mapping[str, bytes]) -> bytes:
+    """*body* (not empty) as JSON, with ``"blobs"``: digest -> base64 text added as it is.
+    ``json.dumps`` looks at a long string one character at a time (≈ 0.2 ms for the base64
+    of a 64 KiB file); neither a digest nor base64 text holds a character JSON escapes."""
+    head = jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    parts = [head[:-1], b',"blobs":{']
+    for i, (digest, text) in enumerate(blobs.items()):
+        parts += [b',"' if i else b'"', checked_digest(digest).encode("ascii"), b'":"', text, b'"']
+    parts.append(b"}}")
+    return b"".join(parts)

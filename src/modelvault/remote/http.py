@@ -77,15 +77,16 @@ class _Lean:
         self.local = threading.local()
 
     def send(
-        self, method: str, path: str, query: Mapping[str, Any], body: Any
+        self, method: str, path: str, query: Mapping[str, Any], body: Any, encoded: bytes | None
     ) -> tuple[int, bytes]:
         target = self.base + API_PREFIX + path
         if query:
             target += "?" + urlencode(query, doseq=True)
         headers = dict(self.headers)
-        payload = None
+        payload = encoded
         if body is not None:
             payload = jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        if payload is not None:
             headers["Content-Type"] = "application/json"
         elif method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = "0"
@@ -190,15 +191,19 @@ class Transport:
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        encoded: bytes | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Send a JSON request (or a body given as ``content``) and decode the JSON answer."""
+        """Send a JSON request (*json*, or a document already *encoded*, or a body given as
+        ``content``) and decode the JSON answer."""
         if self.lean is None or kwargs:
+            if encoded is not None:
+                kwargs.update(content=encoded, headers={"Content-Type": "application/json"})
             return self.request(method, path, json=json, params=params, **kwargs).json()
         query = {k: v for k, v in (params or {}).items() if v is not None}
         self._sent(method, path)
         try:
-            status, data = self.lean.send(method, path, query, json)
+            status, data = self.lean.send(method, path, query, json, encoded)
         except (OSError, http.client.HTTPException) as exc:
             raise StoreError(f"cannot reach the server at {self.url}: {exc}") from None
         try:
