@@ -27,6 +27,7 @@ from modelvault.blobs import (
     open_blob_store,
 )
 from modelvault.blobs.s3 import S3BlobStore
+from modelvault.canonical import sha256_digest
 from modelvault.errors import IntegrityError, InvalidInput, NotFound, StoreError
 
 from .s3_helpers import object_keys, open_uploads, overwrite
@@ -479,3 +480,56 @@ def test_sync_makes_every_new_shard_durable_side_by_side_and_keeps_failures_for_
     seen.clear()
     store.sync()
     assert seen == []  # nothing left to sync
+
+
+def test_a_sync_that_finds_its_directory_taken_waits_for_the_round_syncing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelvault.blobs import local
+
+    store = LocalBlobStore(tmp_path / "store")
+    store.put_bytes(b"first blob")
+    entered, release = threading.Event(), threading.Event()
+    synced: list[str] = []
+
+    def slow(directory: Path) -> None:
+        entered.set()
+        release.wait(30)
+        synced.append(directory.name)
+
+    monkeypatch.setattr(local, "fsync_dir", slow)
+    first = threading.Thread(target=store.sync)
+    first.start()  # takes the pending directory and sits in its fsync
+    assert entered.wait(30)
+    second = threading.Thread(target=store.sync)  # finds nothing pending
+    second.start()
+    second.join(0.2)
+    # returning now would let a caller commit metadata naming a blob whose name is not
+    # durable yet
+    assert second.is_alive() and synced == []
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert not second.is_alive() and len(synced) == 1
+
+
+def test_pending_puts_store_side_by_side_and_raise_the_first_failure(tmp_path: Path) -> None:
+    from modelvault.blobs.pending import PendingPuts
+
+    store = LocalBlobStore(tmp_path / "store")
+    items = {sha256_digest(b): b for b in (b"one", b"two", b"three")}
+    pending = PendingPuts(store, items)
+    assert pending.digests == set(items)
+    assert sorted(r.digest for r in pending.wait()) == sorted(items)
+    assert all(store.read_bytes(d) == b for d, b in items.items())
+
+    class Full(LocalBlobStore):
+        def put_bytes(self, data: bytes) -> PutResult:
+            if data == b"two":
+                raise StoreError("blob store: no space left on device")
+            return super().put_bytes(data)
+
+    failing = PendingPuts(Full(tmp_path / "other"), items)
+    with pytest.raises(StoreError, match="no space"):
+        failing.wait()
+    failing.settle()  # after a failure: returns once every put has ended

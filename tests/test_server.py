@@ -17,7 +17,7 @@ import pytest
 
 from modelvault import Forbidden, IntegrityError, NotFound, Settings
 from modelvault.domain import FileEntry
-from modelvault.errors import Unauthenticated
+from modelvault.errors import StoreError, Unauthenticated
 from modelvault.manifest import manifest_bytes
 from modelvault.remote import INLINE_FILE, RemoteRegistry
 from modelvault.service import identity
@@ -661,6 +661,51 @@ def test_a_manifest_sent_inline_must_match_its_declared_digest(server: LiveServe
         )
     assert answer.status_code == 422, answer.text
     assert server.registry.models() == []
+
+
+def test_a_bad_manifest_sent_inline_is_refused_before_anything_is_stored(
+    server: LiveServer,
+) -> None:
+    entry = {"digest": sha(b"x"), "mode": 420, "path": "../evil", "size": 1}
+    text = json.dumps({"files": [entry], "format": 1}, sort_keys=True, separators=(",", ":"))
+    body = {"manifest_text": text, "blobs": {sha(b"x"): base64.b64encode(b"x").decode()}}
+    with server.api(server.token("alice")) as c:
+        answer = c.post("/projects/default/models/m/versions", json=body)
+    assert answer.status_code == 422, answer.text
+    blobs = server.registry._ctx.blobs
+    assert not blobs.exists(sha(text.encode())) and not blobs.exists(sha(b"x"))
+    assert server.registry.models() == []
+
+
+def test_inline_text_is_base64_only_not_json_escapes(server: LiveServer) -> None:
+    data = b"ABC"
+    escaped = "\\u0051UJD"  # decodes as JSON to "QUJD", the base64 of b"ABC"
+    with server.api(server.token("alice")) as c:
+        answer = c.post("/projects/default/models/m/versions", json={"blobs": {sha(data): escaped}})
+    assert answer.status_code == 400, answer.text
+    assert "not valid base64" in answer.json()["error"]["message"]
+    assert not server.registry._ctx.blobs.exists(sha(data))
+
+
+def test_a_file_stored_while_the_version_is_written_fails_the_whole_registration(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # inline files are stored beside the version's statements: a failure to store one must
+    # still leave no version behind
+    blobs = server.registry._ctx.blobs
+    stored = blobs.put_bytes
+
+    def full(data: bytes) -> Any:
+        if data == b"weights":
+            raise StoreError("blob store: no space left on device")
+        return stored(data)
+
+    monkeypatch.setattr(blobs, "put_bytes", full)
+    alice = server.client("alice")
+    with pytest.raises(StoreError, match="no space"):
+        alice.register("fraud", write_model(tmp_path, "m", b"weights"), capture_code=False)
+    assert server.registry.models() == []
+    assert server.registry.audit(action="version.register") == []
 
 
 def test_a_download_fills_each_read_across_network_chunks() -> None:

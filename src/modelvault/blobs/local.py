@@ -12,7 +12,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from .copying import (
     materialize,
     store_error,
 )
+from .pending import standing_pool
 
 BLOB_MODE = 0o444
 
@@ -43,6 +43,9 @@ class LocalBlobStore:
         self._ready = False
         self._unsynced: set[Path] = set()
         self._lock = threading.Lock()
+        # held through a round of directory fsyncs: a sync that finds nothing pending (another
+        # thread took its directories) returns only once that thread's round is done
+        self._syncing = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -277,42 +280,27 @@ class LocalBlobStore:
             self._unsynced.add(shard)
 
     def sync(self) -> None:
-        with self._lock:
-            pending, self._unsynced = list(self._unsynced), set()
-        try:
-            if len(pending) == 1:
-                fsync_dir(pending[0])
-            elif pending:
-                # concurrent fsyncs share journal commits: one round instead of one each;
-                # the first runs here, the others on the pool's standing threads (starting
-                # a thread per directory cost more than the fsync on a busy machine)
-                others = [_fsync_pool().submit(fsync_dir, d) for d in pending[1:]]
-                try:
-                    fsync_dir(pending[0])
-                finally:
-                    errors = [f.exception() for f in others]
-                failed = next((e for e in errors if e is not None), None)
-                if failed is not None:
-                    raise failed
-        except OSError as exc:
+        with self._syncing:
             with self._lock:
-                self._unsynced.update(pending)
-            raise store_error(exc, f"blob store {self.root}") from None
-
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child makes its own
-_POOLS_LOCK = threading.Lock()
-
-
-def _fsync_pool() -> ThreadPoolExecutor:
-    """Threads for directory fsyncs run side by side (made on first use, kept)."""
-    pid = os.getpid()
-    with _POOLS_LOCK:
-        pool = _POOLS.get(pid)
-        if pool is None:
-            _POOLS.clear()  # a parent's pool has no threads in this process
-            pool = _POOLS[pid] = ThreadPoolExecutor(8, thread_name_prefix="modelvault-fsync")
-        return pool
+                pending, self._unsynced = list(self._unsynced), set()
+            try:
+                if len(pending) == 1:
+                    fsync_dir(pending[0])
+                elif pending:
+                    # concurrent fsyncs share journal commits: one round instead of one each;
+                    # the first runs here, the others on the pool's standing threads
+                    others = [standing_pool("fsync").submit(fsync_dir, d) for d in pending[1:]]
+                    try:
+                        fsync_dir(pending[0])
+                    finally:
+                        errors = [f.exception() for f in others]
+                    failed = next((e for e in errors if e is not None), None)
+                    if failed is not None:
+                        raise failed
+            except OSError as exc:
+                with self._lock:
+                    self._unsynced.update(pending)
+                raise store_error(exc, f"blob store {self.root}") from None
 
 
 def _missing(digest: str) -> NotFound:

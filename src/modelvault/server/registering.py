@@ -1,20 +1,23 @@
 """Registering a version whose bytes a client uploaded first, or sent inline (small files).
 
 The server trusts no digest it is told: inline files are stored only when they hash to the
-digest they are sent under, the manifest is read back from its own store and parsed (paths
-checked), and every blob it names must be stored here.
+digest they are sent under, a manifest is parsed and checked (paths, sizes, canonical form)
+as it is when read back from the store, and every blob it names must be stored here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import shutil
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from ..blobs.base import checked_digest
+from ..blobs.pending import PendingPuts
 from ..canonical import sha256_digest
-from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Version
+from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Manifest, Version
 from ..errors import IntegrityError, InvalidInput, NotFound
+from ..limits import LIMITS
+from ..manifest import parse_manifest
 from ..registry import Registry
 from ..service import possession
 from ..service.artifacts import read_manifest
@@ -24,23 +27,51 @@ from ..timeutil import from_text
 from ..wire import from_json
 from .bodies import RegisterBody
 
+_BASE64_JSON = TypeAdapter(bytes, config=ConfigDict(val_json_bytes="base64"))
 
-def store_inline(ctx: Context, blobs: dict[str, str]) -> None:
-    """Store the small files a client sent inside the registration, each checked against the
-    digest it is sent under (nothing is stored under a digest its bytes do not have)."""
-    checked: list[bytes] = []
+
+def _from_base64(text: str) -> bytes | None:
+    """The bytes *text* encodes (standard or URL-safe alphabet, padded or not), or None.
+    pydantic's decoder, reached through a one-string JSON document, takes a fifth of the
+    time of ``base64.b64decode`` (≈ 0.06 vs 0.28 ms for a 64 KiB file)."""
+    if '"' in text or "\\" in text:  # would be read as JSON syntax, not as the text
+        return None
+    try:
+        return _BASE64_JSON.validate_json('"' + text + '"')
+    except ValidationError:
+        return None
+
+
+def check_inline(blobs: dict[str, str]) -> dict[str, bytes]:
+    """The small files a client sent inside the registration, by digest, each checked
+    against the digest it is sent under (nothing is stored under a digest its bytes do not
+    have)."""
+    checked: dict[str, bytes] = {}
     for digest, text in blobs.items():
         checked_digest(digest)
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput(f"inline blob {digest} is not valid base64", field="blobs") from None
+        data = _from_base64(text)
+        if data is None:
+            raise InvalidInput(f"inline blob {digest} is not valid base64", field="blobs")
         actual = sha256_digest(data)
         if actual != digest:
             raise IntegrityError(f"inline blob sent as {digest} hashes to {actual}", digest=digest)
-        checked.append(data)
-    for data in checked:  # only once every one is known good
-        ctx.blobs.put_bytes(data)
+        checked[digest] = data
+    return checked
+
+
+def _manifest_in_hand(text: str, claimed: str | None) -> tuple[Manifest, bytes]:
+    """The manifest a client sent as text, checked as a stored one is when read back (its
+    size, its digest against the one claimed for it, its entries)."""
+    data = text.encode("utf-8")
+    if len(data) > LIMITS["manifest_bytes"]:
+        raise IntegrityError(
+            f"the manifest sent is {len(data)} bytes, more than any valid manifest "
+            f"({LIMITS['manifest_bytes']})"
+        )
+    digest = sha256_digest(data)
+    if claimed is not None and claimed != digest:
+        raise IntegrityError(f"the manifest sent hashes to {digest}, not {claimed}")
+    return parse_manifest(data), data
 
 
 def register_uploaded(
@@ -54,18 +85,16 @@ def register_uploaded(
     """Register the version *body* describes for *user*, who may read *readable* projects
     (None: every one); every blob it names must be one *user* may name (``possession``)."""
     ctx = reg._ctx
-    if body.blobs:
-        store_inline(ctx, body.blobs)
+    # Everything sent is checked first; its bytes are then stored on standing threads while
+    # the version's statements run, and joined before they commit (``RegisterRequest.incoming``).
+    sent = check_inline(body.blobs) if body.blobs else {}
     manifest = None
-    shown = set(body.blobs)
-    if body.manifest_text is not None:  # stored like any blob, then read back and checked
-        digest = ctx.blobs.put_bytes(body.manifest_text.encode("utf-8")).digest
-        if body.manifest is not None and body.manifest != digest:
-            raise IntegrityError(f"the manifest sent hashes to {digest}, not {body.manifest}")
-        manifest = read_manifest(ctx, digest)
-        shown.add(digest)
+    if body.manifest_text is not None:
+        manifest, text = _manifest_in_hand(body.manifest_text, body.manifest)
+        sent[manifest.digest] = text
     elif body.manifest is not None:
         manifest = read_manifest(ctx, checked_digest(body.manifest))
+    shown = set(sent)
     # (bytes sent here need no record: once the version commits, it names them; if it does
     # not, the SDK sends them again, and no write is added to every registration)
     named = [f.digest for f in manifest.files] if manifest is not None else []
@@ -127,9 +156,14 @@ def register_uploaded(
         manifest=manifest,
         imported=imported,
     )
-    if body.run is not None and imported is None:  # from a run: its record fills the version
-        return _from_run(ctx, req, body.run, project)
-    return register(ctx, req, project)
+    req.incoming = PendingPuts(ctx.blobs, sent) if sent else None
+    try:
+        if body.run is not None and imported is None:  # from a run: its record fills it
+            return _from_run(ctx, req, body.run, project)
+        return register(ctx, req, project)
+    finally:
+        if req.incoming is not None:
+            req.incoming.settle()
 
 
 def _from_run(ctx: Context, req: RegisterRequest, run_id: str, project: str) -> Version:
