@@ -12,6 +12,7 @@ import venv
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -104,6 +105,28 @@ def test_checkpoints_are_made_every_n_events_on_their_own(
         assert reg.verify_audit().ok
     finally:
         reg.close()
+
+
+def test_the_checkpoint_check_after_a_write_reads_nothing(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the write tells the check which audit head it left: one read fewer per state change
+    store = reg._ctx.store
+    reg.register("m", write_model(tmp_path, "m0", b"0"), capture_environment=False)
+    reads: list[object] = []
+    plain_read = store.read
+
+    def counted(**kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return plain_read(**kwargs)
+
+    monkeypatch.setattr(store, "read", counted)
+    for i in range(1, 4):
+        reg.register("m", write_model(tmp_path, f"m{i}", b"%d" % i), capture_environment=False)
+    assert reads == []
+    monkeypatch.undo()
+    assert reg.checkpoint() is not None  # and the check still knows where the log is
+    assert reg.verify_audit().ok
 
 
 def test_a_rewritten_and_rehashed_chain_disagrees_with_the_signed_checkpoints(

@@ -30,7 +30,7 @@ from .eventhash import (
 )
 from .store import schema
 from .store import statements as sql
-from .store.engine import GENESIS_HASH
+from .store.engine import AUDIT_SEQ, GENESIS_HASH
 from .timeutil import from_text, to_text
 
 _A, _AP = schema.audit_events, schema.audit_personal
@@ -143,6 +143,7 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
     moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": digest})
     if moved.rowcount != 1:
         raise StoreError("the audit head moved under this transaction; try again")
+    conn.info[AUDIT_SEQ] = seq
     return AuditEvent(
         seq=seq,
         ts=from_text(ts),
@@ -215,6 +216,7 @@ def append_batch(
         moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": prev})
         if moved.rowcount != 1:
             raise StoreError("the audit head moved under this transaction; try again")
+        conn.info[AUDIT_SEQ] = seq
     return seq, prev
 
 

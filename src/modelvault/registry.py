@@ -104,13 +104,13 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
         clone._auto_checkpoint = None
         return clone
 
-    def _after_write(self) -> None:
+    def _after_write(self, head: int | None) -> None:
         """Sign an audit checkpoint when one is due (docs/audit.md); never fails the write."""
         if self._auto_checkpoint is None:
             from .service.transparency import AutoCheckpoint
 
             self._auto_checkpoint = AutoCheckpoint(self._ctx)
-        self._auto_checkpoint()
+        self._auto_checkpoint(head)
 
     # -- lifecycle of the store -------------------------------------------------------------
     def init(self) -> dict[str, str]:

@@ -171,15 +171,17 @@ def checkpoint(ctx: Context, *, every: int = 0, seconds: float = 0) -> cps.Check
 class AutoCheckpoint:
     """Runs after each committed write: signs a checkpoint when one is due.
 
-    The common case costs one read of the audit head: the newest checkpoint's size and time
-    are remembered, and re-read only after a checkpoint was attempted."""
+    The common case reads nothing: the write says which audit head it left (a lower bound
+    when other processes write too; theirs check after their own writes), and the newest
+    checkpoint's size and time are remembered, re-read only after a checkpoint was
+    attempted. A write that appended no event costs one read of the head."""
 
     ctx: Context
     busy: bool = False
     checked_seq: int = -1
     last: tuple[int, str | None] | None = None  # (size, time the clock runs from)
 
-    def __call__(self) -> None:
+    def __call__(self, head: int | None = None) -> None:
         if self.busy:
             return
         try:
@@ -191,13 +193,15 @@ class AutoCheckpoint:
             return
         self.busy = True
         try:
-            with self.ctx.store.read(snapshot=False) as conn:
-                head = int(conn.execute(select(schema.audit_head.c.seq)).scalar_one())
-                if head == self.checked_seq:
-                    return
-                self.checked_seq = head
-                if self.last is None:
-                    self.last = _since(conn)
+            if head is None or self.last is None:
+                with self.ctx.store.read(snapshot=False) as conn:
+                    if head is None:
+                        head = int(conn.execute(select(schema.audit_head.c.seq)).scalar_one())
+                    if self.last is None and head != self.checked_seq:
+                        self.last = _since(conn)
+            if head == self.checked_seq or self.last is None:
+                return
+            self.checked_seq = head
             size, since = self.last
             due = (every and head - size >= every) or (
                 seconds

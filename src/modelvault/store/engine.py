@@ -28,6 +28,7 @@ _SNAPSHOT = "mv_snapshot"
 _NO_BEGIN = "mv_no_begin"
 _MIGRATE = "mv_migrate"
 GENESIS_HASH = "0" * 64
+AUDIT_SEQ = "mv_audit_seq"  # in a writing connection's info: the newest event it appended
 
 _REVISION = text("SELECT version_num FROM alembic_version")
 _LOCKED = "the registry database stayed locked by another writer for too long; try again"
@@ -41,7 +42,8 @@ class MetadataStore:
         self.url = url
         self.dialect = engine.dialect.name
         self._ready = False
-        self.after_write: list[Callable[[], None]] = []
+        # called after each write commits, with the audit head it left (None: it wrote no event)
+        self.after_write: list[Callable[[int | None], None]] = []
 
     @property
     def display_url(self) -> str:
@@ -75,9 +77,11 @@ class MetadataStore:
         """One atomic unit of work: state rows and their audit events commit together."""
         self.ensure_schema()
         with self._transaction(_WRITE) as conn:
+            conn.info.pop(AUDIT_SEQ, None)  # (the info is the DBAPI connection's: it stays)
             yield conn
+            seq = conn.info.pop(AUDIT_SEQ, None)
         for hook in self.after_write:  # after the commit: never part of the unit of work
-            hook()
+            hook(seq)
 
     @contextmanager
     def read(self, *, snapshot: bool = True) -> Iterator[Connection]:
