@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..blobs import BlobStore
-from ..canonical import sha256_digest
 from ..domain import CodeRef, EnvironmentInfo
 
 
@@ -43,8 +42,7 @@ def capture(
             )
     env = None
     if environment:
-        packages = packages_document()
-        digest = sha256_digest(packages)
+        packages, digest = packages_document()
         if not blobs.exists(digest):
             blobs.put_bytes(packages)
         stored.append((digest, "packages"))

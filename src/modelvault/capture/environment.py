@@ -14,7 +14,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-from ..canonical import canonical_json
+from ..canonical import canonical_json, sha256_digest
 from ..domain import EnvironmentInfo
 
 
@@ -76,9 +76,12 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def packages_document() -> bytes:
-    """The package list as canonical JSON bytes: the blob an environment points at."""
-    return canonical_json(dict(installed_packages()))
+@functools.cache
+def packages_document() -> tuple[bytes, str]:
+    """The package list as canonical JSON bytes, the blob an environment points at, and its
+    digest (made once per process, as the list)."""
+    document = canonical_json(dict(installed_packages()))
+    return document, sha256_digest(document)
 
 
 def capture_environment(*, seed: int | None, packages_digest: str | None) -> EnvironmentInfo:
