@@ -540,6 +540,7 @@ def test_presigned_urls_move_bytes_straight_to_and_from_s3(
             fresh = b"uploaded without the server in the path"
             put = c.get(f"/blobs/{sha(fresh)}/url", params={"method": "PUT"}).json()
             assert httpx.put(put["url"], content=fresh, headers=put["headers"]).status_code == 200
+            assert c.post(put["complete"].removeprefix("/api/v1")).status_code == 201
             assert (
                 c.get(f"/blobs/{v.artifact_digest}/url", params={"method": "DELETE"}).status_code
                 == 400

@@ -128,6 +128,9 @@ def create_app(
 
     def started() -> None:  # webhooks go out from the outbox while the server runs
         transfers.sweep(registry.settings.home, registry._ctx.blobs)  # interrupted uploads
+        staged = routes_blobs.sweep_in_background(registry._ctx.blobs, stop)
+        if staged is not None:
+            threads.append(staged)
         threads.append(routes_events.deliver_in_background(registry, stop))
 
     def stopped() -> None:

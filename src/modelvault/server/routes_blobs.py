@@ -8,6 +8,8 @@ bytes the store already holds is accepted and stores nothing new.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -15,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..blobs.base import checked_digest
-from ..errors import Forbidden, InvalidInput, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound, StoreError
 from ..service import identity, possession
 from . import transfers
 from .auth import Caller, caller
@@ -24,6 +26,7 @@ from .reading import BlobFileResponse
 from .routing import documented_router
 
 router = documented_router("/api/v1")
+log = logging.getLogger("modelvault.server")
 Who = Annotated[Caller, Depends(caller)]
 _STREAM: dict[str, Any] = {"requestBody": {"content": {"application/octet-stream": {"schema": {}}}}}
 
@@ -111,23 +114,82 @@ def download(digest: str, who: Who) -> Response:
 
 @router.get("/blobs/{digest}/url")
 def presigned(digest: str, who: Who, method: str = "GET") -> Response:
-    """A URL to transfer the blob straight to or from S3 (S3 backend only)."""
-    blobs: Any = who.base._ctx.blobs
-    if not hasattr(blobs, "presigned_get"):
-        raise InvalidInput("presigned URLs need the S3 blob backend", field="method")
+    """A URL to transfer the blob straight to or from S3 (S3 backend only). A PUT goes to a
+    key of its own, whatever the bucket holds, and is finished by ``complete``."""
+    blobs = _s3_blobs(who, "method")
     if method == "GET":
         _readable_blob(who, digest)
         signed = blobs.presigned_get(digest, 900)
-    elif method == "PUT":
-        _may_upload(who)
-        signed = blobs.presigned_put(checked_digest(digest), 900)
-        if not blobs.exists(digest):
-            # S3 takes only bytes with this checksum under this key, once: whoever can
-            # make the blob exist holds its bytes (an existing blob is not granted here)
-            _sent_bytes(who, [digest])
-    else:
+        return ok({"method": signed.method, "url": signed.url, "headers": signed.headers})
+    if method != "PUT":
         raise InvalidInput("method must be GET or PUT", field="method")
-    return ok({"method": signed.method, "url": signed.url, "headers": signed.headers})
+    _may_upload(who)
+    from ..blobs import s3incoming
+
+    upload_id, signed = s3incoming.presign(blobs, who.user, checked_digest(digest), 900)
+    return ok(
+        {
+            "method": signed.method,
+            "url": signed.url,
+            "headers": signed.headers,
+            "complete": f"/api/v1/blobs/{digest}/presigned/{upload_id}",
+        }
+    )
+
+
+@router.post("/blobs/{digest}/presigned/{upload_id}", status_code=201)
+def complete_presigned(digest: str, upload_id: str, who: Who) -> Response:
+    """Check the bytes put through a presigned URL against the digest and store them (kept
+    as they are if the store has them); the same answer either way."""
+    _may_upload(who)
+    blobs = _s3_blobs(who, "upload_id")
+    checked_digest(digest)
+    from ..blobs import s3incoming
+
+    put = s3incoming.complete(blobs, who.user, digest, upload_id)
+    if put is None:
+        # completed already, like a finished upload session: answering it again would take
+        # asking the store whether the blob is still there, which gc decides by what every
+        # project's versions name
+        raise NotFound(
+            f"presigned upload {upload_id[:40]!r} of {digest} does not exist "
+            "(finished or never started)",
+            upload=upload_id[:40],
+        )
+    _sent_bytes(who, [digest])
+    return ok({"digest": digest, "size": put.size, "stored": True}, status=201)
+
+
+SWEEP_DELAY_S = 1.0
+
+
+def sweep_in_background(blobs: Any, stop: threading.Event) -> threading.Thread | None:
+    """With the S3 backend, delete the staged objects of presigned uploads never completed,
+    a second after the server started (making the S3 client costs CPU the start would
+    share). Nothing to do with other backends: None."""
+    if not hasattr(blobs, "presigned_get"):
+        return None
+
+    def run() -> None:
+        if stop.wait(SWEEP_DELAY_S):
+            return
+        from ..blobs import s3incoming
+
+        try:
+            s3incoming.sweep(blobs)
+        except StoreError as exc:  # the next start tries again; an operator may use a rule
+            log.warning("cannot sweep unfinished presigned uploads: %s", exc)
+
+    thread = threading.Thread(target=run, name="modelvault-sweep-staged", daemon=True)
+    thread.start()
+    return thread
+
+
+def _s3_blobs(who: Caller, field: str) -> Any:
+    blobs: Any = who.base._ctx.blobs
+    if not hasattr(blobs, "presigned_get"):
+        raise InvalidInput("presigned URLs need the S3 blob backend", field=field)
+    return blobs
 
 
 @router.post("/uploads", status_code=201)
