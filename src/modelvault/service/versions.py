@@ -142,9 +142,10 @@ def _detect_flavor(manifest: Manifest) -> str | None:
 def _ensure_model(
     conn: Connection, ctx: Context, project: str, model: str, kind: str, at: datetime
 ) -> int:
-    project_id = ensure_project(conn, ctx, project, at)
-    found = conn.execute(sql.MODEL_ID_AND_KIND, {"project_id": project_id, "model": model}).first()
+    # one statement when the model exists (the common case), its project with it
+    found = conn.execute(sql.MODEL_ID_AND_KIND, {"project": project, "model": model}).first()
     if found is None:
+        project_id = ensure_project(conn, ctx, project, at)
         model_id = conn.execute(
             sql.INSERT_MODEL,
             {

@@ -15,10 +15,14 @@ _H, _E = schema.audit_head, schema.audit_events
 
 PROJECT_ID = select(_P.c.id).where(_P.c.name == bindparam("project"))
 INSERT_PROJECT = insert(_P).returning(_P.c.id)
-MODEL_ID_AND_KIND = select(
-    _M.c.id,
-    select(_V.c.kind).where(_V.c.model_id == _M.c.id).limit(1).scalar_subquery().label("kind"),
-).where(_M.c.project_id == bindparam("project_id"), _M.c.name == bindparam("model"))
+MODEL_ID_AND_KIND = (
+    select(
+        _M.c.id,
+        select(_V.c.kind).where(_V.c.model_id == _M.c.id).limit(1).scalar_subquery().label("kind"),
+    )
+    .select_from(_M.join(_P, _P.c.id == _M.c.project_id))
+    .where(_P.c.name == bindparam("project"), _M.c.name == bindparam("model"))
+)
 INSERT_MODEL = insert(_M).returning(_M.c.id)
 BUMP_NUMBER = (
     update(_M)
