@@ -27,7 +27,6 @@ from modelvault.blobs import (
     open_blob_store,
 )
 from modelvault.blobs.s3 import S3BlobStore
-from modelvault.canonical import sha256_digest
 from modelvault.errors import IntegrityError, InvalidInput, NotFound, StoreError
 
 from .s3_helpers import object_keys, open_uploads, overwrite
@@ -511,25 +510,3 @@ def test_a_sync_that_finds_its_directory_taken_waits_for_the_round_syncing_it(
     first.join(30)
     second.join(30)
     assert not second.is_alive() and len(synced) == 1
-
-
-def test_pending_puts_store_side_by_side_and_raise_the_first_failure(tmp_path: Path) -> None:
-    from modelvault.blobs.pending import PendingPuts
-
-    store = LocalBlobStore(tmp_path / "store")
-    items = {sha256_digest(b): b for b in (b"one", b"two", b"three")}
-    pending = PendingPuts(store, items)
-    assert pending.digests == set(items)
-    assert sorted(r.digest for r in pending.wait()) == sorted(items)
-    assert all(store.read_bytes(d) == b for d, b in items.items())
-
-    class Full(LocalBlobStore):
-        def put_bytes(self, data: bytes) -> PutResult:
-            if data == b"two":
-                raise StoreError("blob store: no space left on device")
-            return super().put_bytes(data)
-
-    failing = PendingPuts(Full(tmp_path / "other"), items)
-    with pytest.raises(StoreError, match="no space"):
-        failing.wait()
-    failing.settle()  # after a failure: returns once every put has ended

@@ -688,11 +688,9 @@ def test_inline_text_is_base64_only_not_json_escapes(server: LiveServer) -> None
     assert not server.registry._ctx.blobs.exists(sha(data))
 
 
-def test_a_file_stored_while_the_version_is_written_fails_the_whole_registration(
+def test_an_inline_file_that_cannot_be_stored_fails_the_whole_registration(
     server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # inline files are stored beside the version's statements: a failure to store one must
-    # still leave no version behind
     blobs = server.registry._ctx.blobs
     stored = blobs.put_bytes
 

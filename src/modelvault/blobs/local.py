@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from .copying import (
     materialize,
     store_error,
 )
-from .pending import standing_pool
 
 BLOB_MODE = 0o444
 
@@ -288,8 +288,9 @@ class LocalBlobStore:
                     fsync_dir(pending[0])
                 elif pending:
                     # concurrent fsyncs share journal commits: one round instead of one each;
-                    # the first runs here, the others on the pool's standing threads
-                    others = [standing_pool("fsync").submit(fsync_dir, d) for d in pending[1:]]
+                    # the first runs here, the others on the pool's standing threads (starting
+                    # a thread per directory cost more than the fsync on a busy machine)
+                    others = [_fsync_pool().submit(fsync_dir, d) for d in pending[1:]]
                     try:
                         fsync_dir(pending[0])
                     finally:
@@ -301,6 +302,21 @@ class LocalBlobStore:
                 with self._lock:
                     self._unsynced.update(pending)
                 raise store_error(exc, f"blob store {self.root}") from None
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # by process: a forked child makes its own
+_POOLS_LOCK = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """Threads for directory fsyncs run side by side (made on first use, kept)."""
+    pid = os.getpid()
+    with _POOLS_LOCK:
+        pool = _POOLS.get(pid)
+        if pool is None:
+            _POOLS.clear()  # a parent's pool has no threads in this process
+            pool = _POOLS[pid] = ThreadPoolExecutor(8, thread_name_prefix="modelvault-fsync")
+        return pool
 
 
 def _missing(digest: str) -> NotFound:

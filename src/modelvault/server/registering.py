@@ -12,7 +12,6 @@ import shutil
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..blobs.base import checked_digest
-from ..blobs.pending import PendingPuts
 from ..canonical import sha256_digest
 from ..domain import CodeRef, DatasetRef, EnvironmentInfo, Manifest, Version
 from ..errors import IntegrityError, InvalidInput, NotFound
@@ -85,8 +84,7 @@ def register_uploaded(
     """Register the version *body* describes for *user*, who may read *readable* projects
     (None: every one); every blob it names must be one *user* may name (``possession``)."""
     ctx = reg._ctx
-    # Everything sent is checked first; its bytes are then stored on standing threads while
-    # the version's statements run, and joined before they commit (``RegisterRequest.incoming``).
+    # everything sent is checked before any of it is stored
     sent = check_inline(body.blobs) if body.blobs else {}
     manifest = None
     if body.manifest_text is not None:
@@ -131,6 +129,8 @@ def register_uploaded(
             created_by=check_actor(body.pushed.created_by),
             digest=checked_digest(body.pushed.digest),
         )
+    for data in sent.values():
+        ctx.blobs.put_bytes(data)
     req = RegisterRequest(
         model=model,
         path=None,
@@ -156,14 +156,9 @@ def register_uploaded(
         manifest=manifest,
         imported=imported,
     )
-    req.incoming = PendingPuts(ctx.blobs, sent) if sent else None
-    try:
-        if body.run is not None and imported is None:  # from a run: its record fills it
-            return _from_run(ctx, req, body.run, project)
-        return register(ctx, req, project)
-    finally:
-        if req.incoming is not None:
-            req.incoming.settle()
+    if body.run is not None and imported is None:  # from a run: its record fills the version
+        return _from_run(ctx, req, body.run, project)
+    return register(ctx, req, project)
 
 
 def _from_run(ctx: Context, req: RegisterRequest, run_id: str, project: str) -> Version:

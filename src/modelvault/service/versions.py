@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from ..audit import EventDraft, append
-from ..blobs.pending import PendingPuts
 from ..canonical import canonical_json, sha256_digest
 from ..capture import capture
 from ..configs import check_config, read_config
@@ -76,9 +75,6 @@ class RegisterRequest:
     manifest: Manifest | None = None
     # Pushing a version registered offline (sync push): its number, time, author and digest.
     imported: Imported | None = None
-    # Blobs still being written (server: the files sent inline and the manifest): they count
-    # as stored, and are joined under the write transaction just before it commits.
-    incoming: PendingPuts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +219,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         manifest = store_files(scanned, ctx.blobs, progress=progress)
     elif req.manifest is not None:
         manifest = req.manifest
-        coming = req.incoming.digests if req.incoming is not None else frozenset()
-        named = [f.digest for f in manifest.files] + [d for d, _ in req.extra_blobs]
-        _check_uploaded(ctx, [d for d in named if d not in coming])
+        _check_uploaded(ctx, [f.digest for f in manifest.files] + [d for d, _ in req.extra_blobs])
     else:
         body = manifest_bytes([])
         manifest = Manifest(digest=ctx.blobs.put_bytes(body).digest, files=())
@@ -242,8 +236,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
     extra += req.extra_blobs
     blob_roles.extend(extra)
     flavor = req.flavor or _detect_flavor(manifest)
-    if req.incoming is None:
-        ctx.blobs.sync()  # every blob name durable before the metadata that refers to it
+    ctx.blobs.sync()  # every blob name durable before the metadata that refers to it
 
     with ctx.store.write() as conn:
         at = ctx.now()  # under the write lock, so time order is commit order
@@ -368,8 +361,6 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 "audit_seq": event.seq,
             },
         )
-        if req.incoming is not None:  # bytes and names durable before the commit
-            req.incoming.wait()
     return Version(
         project=project,
         model=req.model,
