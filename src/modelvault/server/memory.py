@@ -7,6 +7,9 @@ space there passes its trim threshold; either way the next piece lands on pages 
 must fault in and zero again: ~225,000 page faults and 0.6-0.9 s of kernel CPU per GiB
 uploaded, measured on a 2-vCPU VM — as much as hashing the bytes. Fixed thresholds keep freed
 memory for reuse instead (the process holds at most ``TRIM`` more after a large transfer).
+``TRIM`` stays small: at 64 MiB the freed 8 MiB blocks of a download stayed with the server,
+152 MB after pulling one blob against 112 MB now (and 111 MB before any of this); the body
+pieces of an upload churn well below it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import ctypes
 import sys
 
 MMAP_FROM = 16 << 20  # requests smaller than this come from the heap
-TRIM = 64 << 20  # free heap top kept before any is handed back
+TRIM = 16 << 20  # free heap top kept before any is handed back (see below)
 _M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
 _M_MMAP_THRESHOLD = -3
 
