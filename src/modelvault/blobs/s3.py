@@ -427,8 +427,11 @@ class S3BlobStore:
             self._s3.head_bucket(Bucket=self.bucket)
         self._bucket_seen = True
 
-    def _get(self, digest: str, offset: int = 0, etag: str = "") -> GetObjectOutputTypeDef:
-        key = self.key_of(digest)
+    def _get(
+        self, digest: str, offset: int = 0, etag: str = "", key: str | None = None
+    ) -> GetObjectOutputTypeDef:
+        """The object of blob *digest* (at *key*: its own key unless another is named)."""
+        key = key or self.key_of(digest)
         try:
             if offset:
                 return self._s3.get_object(
@@ -469,10 +472,11 @@ class _ObjectReader:
     """A GET body as a ``Readable``; a connection that breaks mid-body is resumed with a
     ranged GET from where it stopped (the caller's hash spans every piece)."""
 
-    def __init__(self, store: S3BlobStore, digest: str) -> None:
+    def __init__(self, store: S3BlobStore, digest: str, key: str | None = None) -> None:
         self.store = store
         self.digest = digest
-        response = store._get(digest)
+        self.key = key  # another key than the blob's own (an upload's staged object)
+        response = store._get(digest, key=key)
         self.body = response["Body"]
         self.size = response["ContentLength"]
         self.etag = response["ETag"]
@@ -512,7 +516,7 @@ class _ObjectReader:
             )
         self.resumes += 1
         time.sleep(min(0.1 * 2**self.resumes, 2.0))
-        response = self.store._get(self.digest, self.offset, self.etag)
+        response = self.store._get(self.digest, self.offset, self.etag, self.key)
         self.body = response["Body"]
 
 

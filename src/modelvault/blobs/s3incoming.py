@@ -19,12 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
-from urllib3.exceptions import HTTPError as URLLib3Error
 
-from ..canonical import DIGEST_PREFIX
-from ..errors import IntegrityError
+from ..errors import IntegrityError, NotFound
 from .base import PutResult, checked_digest
-from .s3 import MAX_PARTS, PART_CONCURRENCY, PresignedRequest, _b64, _checked_expiry
+from .copying import BufferSink, SizeChanged, copy_stream
+from .s3 import (
+    MAX_PARTS,
+    PART_CONCURRENCY,
+    PresignedRequest,
+    _b64,
+    _checked_expiry,
+    _ObjectReader,
+)
 from .s3client import MiB, error_code
 
 if TYPE_CHECKING:
@@ -36,7 +42,6 @@ INCOMING = "incoming/"
 STAGED_AGE = 86_400.0  # seconds a staged object may wait for its completion
 COPY_PART = 512 * MiB
 _ID = re.compile(r"[0-9a-f]{32}")
-_READ = 8 * MiB
 
 
 def staged_key(store: S3BlobStore, user: str, digest: str, upload_id: str) -> str:
@@ -79,26 +84,21 @@ def complete(store: S3BlobStore, user: str, digest: str, upload_id: str) -> PutR
     key = staged_key(store, user, digest, upload_id)
     action = f"complete the presigned upload of blob {digest}"
     with store._translated(action, digest):
-        try:
-            staged = store._s3.get_object(Bucket=store.bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) == "NoSuchKey":
-                return None
-            raise
-        size, etag = staged["ContentLength"], staged["ETag"]
-        small = size <= store.options.multipart_threshold
-        hasher, kept = hashlib.sha256(), bytearray()
-        body = staged["Body"]
-        try:
-            for chunk in body.iter_chunks(_READ):
-                hasher.update(chunk)
-                if small:
-                    kept += chunk
-        except (URLLib3Error, OSError) as exc:
-            raise store._error(exc, action, digest) from None
-        finally:
-            body.close()
-        actual = DIGEST_PREFIX + hasher.hexdigest()
+        try:  # read as blobs are (a broken connection resumes where it stopped), hashed
+            reader = _ObjectReader(store, digest, key)
+        except NotFound:
+            return None
+        with reader:
+            kept = BufferSink() if reader.size <= store.options.multipart_threshold else None
+            try:
+                copied = copy_stream(reader, kept, expected_size=reader.size)
+            except SizeChanged:
+                raise IntegrityError(
+                    f"the uploaded object of blob {digest} changed while it was checked; "
+                    "nothing stored",
+                    digest=digest,
+                ) from None
+        size, etag, actual = reader.size, reader.etag, copied.digest
         if actual != digest:
             store._s3.delete_object(Bucket=store.bucket, Key=key)
             raise IntegrityError(
@@ -107,8 +107,8 @@ def complete(store: S3BlobStore, user: str, digest: str, upload_id: str) -> PutR
         # small: store the very bytes just hashed; large: a copy inside S3, of the object
         # as it was hashed (its ETag), in parts
         put = (
-            store._put_object(digest, bytes(kept))
-            if small
+            store._put_object(digest, bytes(kept.data))
+            if kept is not None
             else _copy(store, key, etag, digest, size)
         )
         store._s3.delete_object(Bucket=store.bucket, Key=key)
