@@ -15,6 +15,7 @@ import uvicorn
 
 from modelvault import Registry, Settings
 from modelvault.server import create_app
+from modelvault.server.protocol import uvicorn_options
 from modelvault.service import identity
 
 
@@ -69,9 +70,7 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """With ``lifespan="on"`` the server also runs its background work (webhook delivery)."""
     app = create_app(settings, clock=clock)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, access_log=False
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan=lifespan, **uvicorn_options())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -510,3 +510,34 @@ def test_a_sync_that_finds_its_directory_taken_waits_for_the_round_syncing_it(
     first.join(30)
     second.join(30)
     assert not second.is_alive() and len(synced) == 1
+
+
+def test_short_reads_are_gathered_into_whole_buffers() -> None:
+    """A source giving a few bytes at a time (a socket) still reaches the sink in whole,
+    page-aligned buffers (an unaligned write would take the page cache instead of O_DIRECT)."""
+    data = os.urandom(2 * copying.CHUNK + 12345)
+
+    class Trickle:
+        at = 0
+
+        def readinto(self, view: memoryview) -> int:
+            n = min(50_000, len(view), len(data) - self.at)
+            view[:n] = data[self.at : self.at + n]
+            self.at += n
+            return n
+
+    writes: list[int] = []
+
+    class Sink:
+        def begin(self, aligned: bool) -> None:
+            pass
+
+        def write(self, view: memoryview) -> None:
+            writes.append(len(view))
+
+        def sync(self) -> None:
+            pass
+
+    copied = copying.copy_stream(Trickle(), Sink(), expected_size=len(data))
+    assert copied.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert writes == [copying.CHUNK, copying.CHUNK, 12345]

@@ -27,6 +27,7 @@ CHUNK = 4 * 1024 * 1024
 BUFFERS = 4
 SYNC_EVERY = 64 * 1024 * 1024
 ALIGN = 4096
+HASH_STEP = 1 << 20  # read and hashed at once, while the processor's cache holds it
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
@@ -140,14 +141,22 @@ class _Hashing:
         self.progress = progress
 
     def read(self, source: Readable, view: memoryview) -> int:
-        try:
-            n = source.readinto(view) or 0
-        except OSError as exc:
-            raise SourceError(exc) from None
-        self.total += n
-        if self.expected is not None and self.total > self.expected:
-            raise SizeChanged
-        self.hasher.update(view[:n])
+        """Fill *view* from *source* (less only at its end), hashing each piece while the
+        processor's cache still holds it; the bytes read (0: the source is exhausted)."""
+        n = 0
+        while n < len(view):
+            piece = view[n : n + HASH_STEP]
+            try:
+                got = source.readinto(piece) or 0
+            except OSError as exc:
+                raise SourceError(exc) from None
+            if not got:
+                break
+            self.total += got
+            if self.expected is not None and self.total > self.expected:
+                raise SizeChanged
+            self.hasher.update(piece[:got])
+            n += got
         return n
 
     def done(self) -> Copied:

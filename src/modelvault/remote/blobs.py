@@ -32,7 +32,7 @@ from .http import Transport
 
 CHUNKED_FROM = 256 << 20
 CHUNK = 256 << 20
-BLOCK = 4 << 20
+BLOCK = 1 << 20  # read, hashed while the cache holds it (2 MiB per core here), then sent
 AHEAD = 8  # blocks read and hashed ahead of the one being sent (across chunk ends)
 Progress = Callable[[int], None]
 

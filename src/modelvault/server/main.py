@@ -43,8 +43,9 @@ def serve(home: Path | None, host: str = "127.0.0.1", port: int = 7310) -> None:
     _message(f"modelvault server on http://{host}:{port}/api/v1 (docs at /api/v1/docs)")
     import uvicorn
 
-    # no websocket routes: "none" spares loading a websocket implementation at start
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False, ws="none")
+    from .protocol import uvicorn_options
+
+    uvicorn.run(api, host=host, port=port, **uvicorn_options())
 
 
 def _open(home: Path | None) -> tuple[FastAPI, str | None]:

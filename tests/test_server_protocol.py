@@ -1,0 +1,134 @@
+"""The server's HTTP protocol (server/protocol.py): sockets read straight into the parser's
+buffer, and body pieces handed to the app as the parser made them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+import modelvault.server.main as server_main
+from modelvault import Settings
+from modelvault.server import memory, protocol
+from modelvault.server.protocol import LeanHttpProtocol, uvicorn_options
+
+from .server_fixtures import live_server
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.paused = 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 7310), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def write(self, data: Any) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _feed(conn: LeanHttpProtocol, data: bytes) -> None:
+    """As the event loop does: read into the protocol's buffer, then tell it how much."""
+    while data:
+        buffer = conn.get_buffer(len(data))
+        n = min(len(buffer), len(data))
+        buffer[:n] = data[:n]
+        conn.buffer_updated(n)
+        data = data[n:]
+
+
+def test_a_body_piece_reaches_the_app_as_the_object_the_parser_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[bytes] = []
+    parser_on_body = protocol._LeanBody.on_body
+
+    def on_body(self: Any, body: bytes) -> None:
+        made.append(body)
+        parser_on_body(self, body)
+
+    # (the parser looks its callbacks up once, when the connection's protocol is made)
+    monkeypatch.setattr(protocol._LeanBody, "on_body", on_body)
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            received.append(message)
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def run() -> None:
+        config = uvicorn.Config(app, lifespan="off", **uvicorn_options())
+        config.load()
+        conn = LeanHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = _Transport()
+        conn.connection_made(transport)
+        one, two, three = os.urandom(5000), os.urandom(7000), os.urandom(3000)
+        head = f"PUT /x HTTP/1.1\r\nhost: h\r\ncontent-length: {5000 + 7000 + 3000}\r\n\r\n"
+        _feed(conn, head.encode() + one)
+        await asyncio.sleep(0.01)  # the app takes the first piece
+        _feed(conn, two)  # two pieces before the app asks again: gathered
+        _feed(conn, three)
+        await asyncio.sleep(0.01)
+        assert transport.out.startswith(b"HTTP/1.1 204")
+        assert b"".join(m["body"] for m in received) == one + two + three
+        assert received[0]["body"] is made[0]  # not a copy of it (stock uvicorn copies twice)
+
+    asyncio.run(run())
+    assert len(made) == 3 and len(received) == 2
+
+
+def test_the_server_reads_sockets_into_its_own_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    shared = protocol._buffer
+
+    def counted() -> memoryview:
+        reads.append(1)
+        return shared()
+
+    monkeypatch.setattr(protocol, "_buffer", counted)
+    body = os.urandom(3 << 20)
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    with live_server(Settings.from_env(env={}, home=tmp_path / "home")) as live:
+        with live.api(live.token("alice")) as client:
+            answer = client.put("/blobs/" + digest, content=body)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["stored"] is True
+        assert live.registry._ctx.blobs.read_bytes(digest) == body
+    assert len(reads) >= 3  # uvloop read into get_buffer()'s buffer (the buffered path)
+
+
+def test_serve_runs_uvicorn_with_these_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: True)
+    monkeypatch.setattr(server_main, "_open", lambda home: (None, None))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    server_main.serve(None, port=7399)
+    assert calls == [{"host": "127.0.0.1", "port": 7399, **uvicorn_options()}]
+    assert calls[0]["http"] is LeanHttpProtocol
