@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
@@ -132,3 +135,51 @@ def test_serve_runs_uvicorn_with_these_options(monkeypatch: pytest.MonkeyPatch) 
     server_main.serve(None, port=7399)
     assert calls == [{"host": "127.0.0.1", "port": 7399, **uvicorn_options()}]
     assert calls[0]["http"] is LeanHttpProtocol
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_bodies_arrive_whole_on_either_event_loop(
+    loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop reads into get_buffer()'s buffer; so does asyncio's own loop (without uvloop)."""
+    seen: list[str] = []
+    reads: list[int] = []
+    shared = protocol._buffer
+    monkeypatch.setattr(protocol, "_buffer", lambda: reads.append(1) or shared())
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        digest = hashlib.sha256()
+        while True:
+            message = await receive()
+            digest.update(message["body"])
+            if not message.get("more_body"):
+                break
+        seen.append(digest.hexdigest())
+        body = digest.hexdigest().encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", loop=loop)
+    config.http = uvicorn_options()["http"]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            for size in (0, 1, 5 << 20):
+                body = os.urandom(size)
+                # a kept-alive connection: each request's bytes follow the last one's
+                answer = client.post("/", content=body)
+                assert answer.text == hashlib.sha256(body).hexdigest()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert len(seen) == 3
+    assert len(reads) >= 5  # 5 MiB came through the 1 MiB buffer
