@@ -1,14 +1,15 @@
 """The HTTP protocol the server runs under uvicorn: uvicorn's own (httptools) protocol, fed
 from a reused buffer and handing request bodies over with fewer copies.
 
-Stock, each piece of a body is copied five times in the process before the app sees it:
-from the socket into the event loop's buffer, into a new bytes object for
-``data_received``, by the parser into another for ``on_body``, onto the request's
-``bytearray``, and out of it again into the bytes of the ASGI message. For a 1 GiB upload
-that is ~0.2 s of the server's ~1.3 s of CPU, in the one thread (the event loop's) that
-also hashes what arrives. Here the socket is read straight into a buffer the parser reads
-(``asyncio.BufferedProtocol``, 1 MiB reads instead of 256 KB ones), and a piece the app
-has not yet asked for is handed over as the parser made it. Everything else is uvicorn's.
+Stock, each piece of a body is copied five times before the app sees it: by the kernel into
+the event loop's read buffer, into a new bytes object for ``data_received``, by the parser
+into another for ``on_body``, onto the request's ``bytearray``, and out of it again into the
+bytes of the ASGI message. For a 1 GiB upload that was ~0.2 s of the server's ~1.3 s of CPU,
+in the one thread (the event loop's) that also hashes what arrives. Here it is copied twice:
+the kernel reads the socket straight into a buffer the parser reads in place
+(``asyncio.BufferedProtocol``, 1 MiB reads instead of 256 KB ones), and the parser's copy is
+handed over as it is when the app has not yet asked for the one before. Everything else is
+uvicorn's.
 """
 
 from __future__ import annotations
