@@ -7,6 +7,7 @@ first). ``read()`` opens a consistent snapshot. Backends come from one table key
 
 from __future__ import annotations
 
+import select
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ..errors import InvalidInput, ModelVaultError, StoreError
@@ -280,10 +281,19 @@ def _postgres_engine(url: str, settings: Settings) -> Engine:
         connect_args={} if "connect_timeout" in query else {"connect_timeout": 10},
         pool_size=4,
         max_overflow=8,
-        # a pooled connection the server dropped (restart, failover) is replaced before use
-        pool_pre_ping=True,
     )
     levels = psycopg.IsolationLevel
+
+    @event.listens_for(engine, "checkout")
+    def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # A pooled connection the server dropped (restart, failover, an administrator's
+        # pg_terminate_backend) is replaced before use: an idle connection has nothing to
+        # read unless the server said goodbye or hung up. One poll of its socket instead of
+        # SQLAlchemy's pre-ping round trip (≈ 0.1 ms of a 1.8 ms `get` here); the pool
+        # discards the connection on DisconnectionError and checks out another.
+        readable, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+        if readable:
+            raise DisconnectionError("the server closed this pooled connection")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
