@@ -90,14 +90,15 @@ def test_a_body_piece_reaches_the_app_as_the_object_the_parser_made(
         conn = LeanHttpProtocol(config=config, server_state=ServerState(), app_state={})
         transport = _Transport()
         conn.connection_made(transport)
-        one, two, three = os.urandom(5000), os.urandom(7000), os.urandom(3000)
-        head = f"PUT /x HTTP/1.1\r\nhost: h\r\ncontent-length: {5000 + 7000 + 3000}\r\n\r\n"
+        one, two, three = os.urandom(5000), os.urandom(70_000), os.urandom(3000)
+        head = f"PUT /x HTTP/1.1\r\nhost: h\r\ncontent-length: {5000 + 70_000 + 3000}\r\n\r\n"
         _feed(conn, head.encode() + one)
         await asyncio.sleep(0.01)  # the app takes the first piece
         _feed(conn, two)  # two pieces before the app asks again: gathered
         _feed(conn, three)
         await asyncio.sleep(0.01)
         assert transport.out.startswith(b"HTTP/1.1 204")
+        assert transport.paused  # more than uvicorn's high-water mark held: reading paused
         assert b"".join(m["body"] for m in received) == one + two + three
         assert received[0]["body"] is made[0]  # not a copy of it (stock uvicorn copies twice)
 
