@@ -247,13 +247,7 @@ class S3BlobStore:
                     before.st_mtime_ns,
                 ):
                     raise changed
-                self._s3.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    IfNoneMatch="*",
-                )
+                self._complete_once(key, upload_id, parts)
             except BaseException as exc:
                 aborted = self._abort(key, upload_id)
                 if isinstance(exc, ClientError) and error_code(exc) == "PreconditionFailed":
@@ -314,6 +308,17 @@ class S3BlobStore:
         return self._s3.upload_part(
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
         )["ETag"]
+
+    def _complete_once(self, key: str, upload_id: str, parts: list[CompletedPartTypeDef]) -> None:
+        """Finish a multipart upload only if *key* holds nothing yet (write-once): S3
+        answers PreconditionFailed when it does."""
+        self._s3.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfNoneMatch="*",
+        )
 
     def _abort(self, key: str, upload_id: str) -> bool:
         try:

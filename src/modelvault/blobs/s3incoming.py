@@ -149,13 +149,7 @@ def _copy(store: S3BlobStore, source: str, etag: str, digest: str, size: int) ->
     try:
         with ThreadPoolExecutor(PART_CONCURRENCY, thread_name_prefix="modelvault-s3-copy") as pool:
             parts = list(pool.map(copy_part, range(1, len(ranges) + 1)))
-        store._s3.complete_multipart_upload(
-            Bucket=store.bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-            IfNoneMatch="*",
-        )
+        store._complete_once(key, upload_id, parts)
     except ClientError as exc:
         store._abort(key, upload_id)
         if error_code(exc) != "PreconditionFailed":
