@@ -83,3 +83,29 @@ def test_sqlite_transactions_one_after_another_reuse_one_warm_connection(tmp_pat
             used.append(conn.connection.dbapi_connection)
     assert all(c is used[0] for c in used)
     store.dispose()
+
+
+def test_postgresql_writes_a_versions_search_rows_in_one_statement_each(tmp_path: Path) -> None:
+    # psycopg 3's executemany converts and sends row by row (in Python); a version's params,
+    # metrics and tags go as one multi-row INSERT per table instead
+    from sqlalchemy import event
+
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    with pg_schema() as url:
+        env = {"MODELVAULT_DB": url}
+        with Registry(settings=Settings.from_env(env=env, home=tmp_path / "home")) as reg:
+            reg.init()
+            sent: list[str] = []
+
+            @event.listens_for(reg._ctx.store.engine, "before_cursor_execute")
+            def _seen(_c: object, _cur: object, text: str, *_: object) -> None:
+                sent.append(text)
+
+            params = {f"p{i}": i for i in range(10)}
+            metrics = {f"m{i}": i / 10 for i in range(20)}
+            reg.register("m", tmp_path / "m.bin", params=params, metrics=metrics, tags={"t": "x"})
+            found = reg.search("params.p7 = 7 and metrics.m19 > 1.8 and tags.t = 'x'")
+        metric_inserts = [text for text in sent if "INSERT INTO mv_version_metrics" in text]
+        assert len(metric_inserts) == 1
+        assert metric_inserts[0].count("%(") == 3 * 20  # twenty rows of three values each
+        assert [v.number for v in found] == [1]
