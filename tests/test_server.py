@@ -548,6 +548,32 @@ def test_presigned_urls_move_bytes_straight_to_and_from_s3(
         assert server.registry._ctx.blobs.read_bytes(sha(fresh)) == fresh
 
 
+def test_a_permitted_get_is_answered_without_a_hand_off_to_the_thread_pool(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hottest read stays on the event loop on either backend, as the token lookup before
+    # it does; a denied one goes to the pool, since its denial is written to the audit log
+    from modelvault.server import routes_registry
+
+    handed: list[Any] = []
+    pool = routes_registry.run_in_threadpool
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        handed.append(func)
+        return await pool(func, *args, **kwargs)
+
+    monkeypatch.setattr(routes_registry, "run_in_threadpool", counted)
+    alice = server.client("alice")
+    alice.register("m", write_model(tmp_path, "m", b"weights"))
+    handed.clear()
+    assert alice.get("m:1").number == 1
+    assert handed == []
+    outsider = server.remote(server.token("bob", admin=False))
+    with pytest.raises((Forbidden, NotFound)):
+        outsider.get("m:1")
+    assert len(handed) == 1
+
+
 def test_presigned_urls_need_the_s3_backend(server: LiveServer, tmp_path: Path) -> None:
     v = server.client("alice").register("m", write_model(tmp_path, "m", b"1"))
     with server.api(server.token("alice")) as c:

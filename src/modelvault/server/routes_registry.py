@@ -69,15 +69,16 @@ def register(project: str, model: str, body: RegisterBody, who: Who) -> Response
 
 @router.get("/refs/{ref}", responses=_doc(Version))
 async def get_version(project: str, ref: str, who: Who, at: str | None = None) -> Response:
-    # The hottest read (``get("MODEL@production")``): on SQLite (WAL: a read never waits for
-    # a writer) its few indexed reads run on the event loop, sparing the hand-off to the
-    # thread pool (≈ 0.25 ms of CPU per request here); a database across the network is read
-    # from the pool, so as not to hold up the loop. So is a denied one, whose denial is
-    # written to the audit log (a write may wait for another writer).
+    # The hottest read (``get("MODEL@production")``) runs on the event loop, as the token
+    # lookup before it does: indexed statements outside any transaction, which never
+    # waits for a writer (SQLite's WAL, PostgreSQL's MVCC). Sparing the hand-off to the
+    # thread pool saves ≈ 0.2 ms of CPU per request here and takes PostgreSQL's p50 from
+    # 2.03-2.07 to 1.75-1.82 ms. A denied one goes to the pool: its denial is written to the
+    # audit log, and a write may wait for another writer.
     def read() -> Response:
         return ok(who.read(project).get(_ref(project, ref), at=at))
 
-    if who.base._ctx.store.dialect == "sqlite" and who.principal.can(project, "read"):
+    if who.principal.can(project, "read"):
         return read()
     return await run_in_threadpool(read)
 
