@@ -109,3 +109,42 @@ def test_postgresql_writes_a_versions_search_rows_in_one_statement_each(tmp_path
         assert len(metric_inserts) == 1
         assert metric_inserts[0].count("%(") == 3 * 20  # twenty rows of three values each
         assert [v.number for v in found] == [1]
+
+
+def test_postgresql_writers_read_the_audit_head_with_their_lock(tmp_path: Path) -> None:
+    # the lock a PostgreSQL writer takes at its start reads the head too: its first event
+    # needs no statement of its own to read it, and later events in it read the moved head
+    from sqlalchemy import event
+
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    with pg_schema() as url:
+        env = {"MODELVAULT_DB": url}
+        with Registry(settings=Settings.from_env(env=env, home=tmp_path / "home")) as reg:
+            reg.init()
+            sent: list[str] = []
+
+            @event.listens_for(reg._ctx.store.engine, "before_cursor_execute")
+            def _seen(_c: object, _cur: object, text: str, *_: object) -> None:
+                sent.append(text)
+
+            def head_reads() -> int:
+                found = [t for t in sent if "mv_audit_head" in t and "FOR UPDATE" in t]
+                sent.clear()
+                return len(found)
+
+            def events() -> int:
+                return len(reg.audit())
+
+            before = events()
+            sent.clear()
+            reg.register("m", tmp_path / "m.bin")  # the model is created with it: two events
+            first, made = head_reads(), events() - before
+            # a writer that appends nothing: the head its lock read is not the next writer's
+            with pytest.raises(InvalidInput), reg._ctx.store.write():
+                raise InvalidInput("changed my mind")
+            sent.clear()
+            reg.register("m", tmp_path / "m.bin", tags={"t": "x"})
+            second = head_reads()
+            assert reg.verify_audit().ok
+        assert made >= 2 and first == made  # the lock's read, then one per later event
+        assert second == 1

@@ -30,7 +30,7 @@ from .eventhash import (
 )
 from .store import schema
 from .store import statements as sql
-from .store.engine import AUDIT_SEQ, GENESIS_HASH
+from .store.engine import AUDIT_SEQ, GENESIS_HASH, LOCKED_HEAD
 from .timeutil import from_text, to_text
 
 _A, _AP = schema.audit_events, schema.audit_personal
@@ -93,9 +93,16 @@ def _json_or_none(value: Mapping[str, Any] | None, actor: str, needle: str) -> s
     return text
 
 
+def _locked_head(conn: Connection) -> Any:
+    """The audit head (seq, hash), locked for this transaction: as a PostgreSQL writer's lock
+    read it when the transaction began, if no event has moved it since, else read now."""
+    head = conn.info.pop(LOCKED_HEAD, None)
+    return head if head is not None else conn.execute(sql.LOCK_HEAD).one()
+
+
 def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> AuditEvent:
     """Append one event in the caller's transaction and move the head."""
-    head = conn.execute(sql.LOCK_HEAD).one()
+    head = _locked_head(conn)
     seq = head.seq + 1
     ts = to_text(at)
     # hash exactly what verify will read back: the stored JSON text, parsed
@@ -166,7 +173,7 @@ def append_batch(
 ) -> tuple[int, str]:
     """Append many events in the caller's transaction with one insert and one head move
     (imports and bulk operations); returns the new head (seq, hash)."""
-    head = conn.execute(sql.LOCK_HEAD).one()
+    head = _locked_head(conn)
     seq, prev, ts = head.seq, head.hash, to_text(at)
     rows, personal = [], []
     commitments = new_commitments(actor, len(drafts))
