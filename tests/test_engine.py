@@ -3,6 +3,8 @@ a wrong URL or setting is one clear error."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,9 +87,10 @@ def test_sqlite_transactions_one_after_another_reuse_one_warm_connection(tmp_pat
     store.dispose()
 
 
-def test_postgresql_writes_a_versions_search_rows_in_one_statement_each(tmp_path: Path) -> None:
-    # psycopg 3's executemany converts and sends row by row (in Python); a version's params,
-    # metrics and tags go as one multi-row INSERT per table instead
+@contextmanager
+def _pg_registry_sending(tmp_path: Path) -> Iterator[tuple[Registry, list[str]]]:
+    """A registry on a fresh PostgreSQL schema, and the SQL text of every statement it sends
+    from here on (a file to register is at tmp_path/m.bin)."""
     from sqlalchemy import event
 
     (tmp_path / "m.bin").write_bytes(b"weights")
@@ -101,50 +104,43 @@ def test_postgresql_writes_a_versions_search_rows_in_one_statement_each(tmp_path
             def _seen(_c: object, _cur: object, text: str, *_: object) -> None:
                 sent.append(text)
 
-            params = {f"p{i}": i for i in range(10)}
-            metrics = {f"m{i}": i / 10 for i in range(20)}
-            reg.register("m", tmp_path / "m.bin", params=params, metrics=metrics, tags={"t": "x"})
-            found = reg.search("params.p7 = 7 and metrics.m19 > 1.8 and tags.t = 'x'")
-        metric_inserts = [text for text in sent if "INSERT INTO mv_version_metrics" in text]
-        assert len(metric_inserts) == 1
-        assert metric_inserts[0].count("%(") == 3 * 20  # twenty rows of three values each
-        assert [v.number for v in found] == [1]
+            yield reg, sent
+
+
+def test_postgresql_writes_a_versions_search_rows_in_one_statement_each(tmp_path: Path) -> None:
+    # psycopg 3's executemany converts and sends row by row (in Python); a version's params,
+    # metrics and tags go as one multi-row INSERT per table instead
+    with _pg_registry_sending(tmp_path) as (reg, sent):
+        params = {f"p{i}": i for i in range(10)}
+        metrics = {f"m{i}": i / 10 for i in range(20)}
+        reg.register("m", tmp_path / "m.bin", params=params, metrics=metrics, tags={"t": "x"})
+        found = reg.search("params.p7 = 7 and metrics.m19 > 1.8 and tags.t = 'x'")
+    metric_inserts = [text for text in sent if "INSERT INTO mv_version_metrics" in text]
+    assert len(metric_inserts) == 1
+    assert metric_inserts[0].count("%(") == 3 * 20  # twenty rows of three values each
+    assert [v.number for v in found] == [1]
 
 
 def test_postgresql_writers_read_the_audit_head_with_their_lock(tmp_path: Path) -> None:
     # the lock a PostgreSQL writer takes at its start reads the head too: its first event
     # needs no statement of its own to read it, and later events in it read the moved head
-    from sqlalchemy import event
+    with _pg_registry_sending(tmp_path) as (reg, sent):
 
-    (tmp_path / "m.bin").write_bytes(b"weights")
-    with pg_schema() as url:
-        env = {"MODELVAULT_DB": url}
-        with Registry(settings=Settings.from_env(env=env, home=tmp_path / "home")) as reg:
-            reg.init()
-            sent: list[str] = []
-
-            @event.listens_for(reg._ctx.store.engine, "before_cursor_execute")
-            def _seen(_c: object, _cur: object, text: str, *_: object) -> None:
-                sent.append(text)
-
-            def head_reads() -> int:
-                found = [t for t in sent if "mv_audit_head" in t and "FOR UPDATE" in t]
-                sent.clear()
-                return len(found)
-
-            def events() -> int:
-                return len(reg.audit())
-
-            before = events()
+        def head_reads() -> int:
+            found = [t for t in sent if "mv_audit_head" in t and "FOR UPDATE" in t]
             sent.clear()
-            reg.register("m", tmp_path / "m.bin")  # the model is created with it: two events
-            first, made = head_reads(), events() - before
-            # a writer that appends nothing: the head its lock read is not the next writer's
-            with pytest.raises(InvalidInput), reg._ctx.store.write():
-                raise InvalidInput("changed my mind")
-            sent.clear()
-            reg.register("m", tmp_path / "m.bin", tags={"t": "x"})
-            second = head_reads()
-            assert reg.verify_audit().ok
-        assert made >= 2 and first == made  # the lock's read, then one per later event
-        assert second == 1
+            return len(found)
+
+        before = len(reg.audit())
+        sent.clear()
+        reg.register("m", tmp_path / "m.bin")  # the model is created with it: two events
+        first, made = head_reads(), len(reg.audit()) - before
+        # a writer that appends nothing: the head its lock read is not the next writer's
+        with pytest.raises(InvalidInput), reg._ctx.store.write():
+            raise InvalidInput("changed my mind")
+        sent.clear()
+        reg.register("m", tmp_path / "m.bin", tags={"t": "x"})
+        second = head_reads()
+        assert reg.verify_audit().ok
+    assert made >= 2 and first == made  # the lock's read, then one per later event
+    assert second == 1
