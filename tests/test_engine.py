@@ -107,18 +107,42 @@ def _pg_registry_sending(tmp_path: Path) -> Iterator[tuple[Registry, list[str]]]
             yield reg, sent
 
 
-def test_postgresql_writes_a_versions_search_rows_in_one_statement_each(tmp_path: Path) -> None:
-    # psycopg 3's executemany converts and sends row by row (in Python); a version's params,
-    # metrics and tags go as one multi-row INSERT per table instead
+def test_postgresql_writes_a_versions_search_rows_in_one_statement(tmp_path: Path) -> None:
+    # params, metrics and tags go to their three tables in one statement, from arrays
     with _pg_registry_sending(tmp_path) as (reg, sent):
-        params = {f"p{i}": i for i in range(10)}
+        params = {"lr": 0.5, "layers": 3, "act": "relu", "on": True, "none": None}
         metrics = {f"m{i}": i / 10 for i in range(20)}
         reg.register("m", tmp_path / "m.bin", params=params, metrics=metrics, tags={"t": "x"})
-        found = reg.search("params.p7 = 7 and metrics.m19 > 1.8 and tags.t = 'x'")
-    metric_inserts = [text for text in sent if "INSERT INTO mv_version_metrics" in text]
-    assert len(metric_inserts) == 1
-    assert metric_inserts[0].count("%(") == 3 * 20  # twenty rows of three values each
-    assert [v.number for v in found] == [1]
+        found = {
+            q: [v.number for v in reg.search(q)]
+            for q in (
+                "params.lr = 0.5",
+                "params.layers > 2",
+                "params.act = 'relu'",
+                "params.on = 'true'",
+                "metrics.m19 > 1.8",
+                "tags.t = 'x'",
+            )
+        }
+        version = reg.get("m:1")
+    writes = [t for t in sent if "mv_version_metrics" in t and "SELECT" not in t.split()[0]]
+    assert len(writes) == 1
+    assert "mv_version_params" in writes[0] and "mv_version_tags" in writes[0]
+    assert all(numbers == [1] for numbers in found.values()), found
+    assert dict(version.params) == params and dict(version.metrics) == metrics
+
+
+def test_postgresql_writes_many_rows_of_one_table_in_one_statement(tmp_path: Path) -> None:
+    # psycopg 3's executemany converts and sends row by row (in Python); a many-row INSERT
+    # (here a version's blobs: its manifest, its file, its environment's packages) goes as
+    # one multi-row statement instead
+    with _pg_registry_sending(tmp_path) as (reg, sent):
+        reg.register("m", tmp_path / "m.bin")
+        with reg._ctx.store.read() as conn:
+            rows = conn.exec_driver_sql("SELECT count(*) FROM mv_version_blobs").scalar_one()
+    inserts = [t for t in sent if t.startswith("INSERT INTO mv_version_blobs")]
+    assert rows >= 2 and len(inserts) == 1
+    assert inserts[0].count("%(") == 3 * rows  # every row's three values in the one statement
 
 
 def test_postgresql_writers_read_the_audit_head_with_their_lock(tmp_path: Path) -> None:

@@ -469,6 +469,21 @@ def _check_label_free(conn: Connection, project: str, model: str, label: str) ->
         )
 
 
+# PostgreSQL: the three tables in one statement, each from arrays (one round trip, and the
+# driver converts six lists instead of a hundred values)
+_PG_SEARCH_ROWS = f"""
+WITH p AS (
+  INSERT INTO {schema.version_params.name} (version_id, key, value_text, value_num)
+  SELECT %(v)s, k, t, n FROM unnest(%(pk)s::text[], %(pt)s::text[], %(pn)s::float8[]) AS u(k, t, n)
+), m AS (
+  INSERT INTO {schema.version_metrics.name} (version_id, key, value)
+  SELECT %(v)s, k, x FROM unnest(%(mk)s::text[], %(mx)s::float8[]) AS u(k, x)
+)
+INSERT INTO {schema.version_tags.name} (version_id, key, value)
+SELECT %(v)s, k, x FROM unnest(%(tk)s::text[], %(tx)s::text[]) AS u(k, x)
+"""
+
+
 def _write_search_rows(
     conn: Connection,
     version_id: int,
@@ -476,6 +491,21 @@ def _write_search_rows(
     metrics: dict[str, float],
     tags: dict[str, str],
 ) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            _PG_SEARCH_ROWS,
+            {
+                "v": version_id,
+                "pk": list(params),
+                "pt": [_param_text(v) for v in params.values()],
+                "pn": [_param_num(v) for v in params.values()],
+                "mk": list(metrics),
+                "mx": list(metrics.values()),
+                "tk": list(tags),
+                "tx": list(tags.values()),
+            },
+        )
+        return
     if params:
         conn.execute(
             sql.INSERT_PARAMS,
@@ -484,9 +514,7 @@ def _write_search_rows(
                     "version_id": version_id,
                     "key": k,
                     "value_text": _param_text(v),
-                    "value_num": float(v)
-                    if isinstance(v, int | float) and not isinstance(v, bool)
-                    else None,
+                    "value_num": _param_num(v),
                 }
                 for k, v in params.items()
             ],
@@ -501,6 +529,10 @@ def _write_search_rows(
             sql.INSERT_TAGS,
             [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()],
         )
+
+
+def _param_num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _param_text(value: Any) -> str | None:
