@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,21 @@ def test_quick_server_benchmark_runs() -> None:
         figures = data["workloads"][workload]["figures"]
         assert figures and all(value is not None and value > 0 for value in figures.values())
     assert data["workloads"]["server"]["figures"]["download_mb_s"] > 0
+
+
+def test_a_server_repetition_frees_its_large_files_and_keeps_its_small_ones(
+    tmp_path: Path,
+) -> None:
+    from bench.workloads.server import LARGE_FILE, _drop_large_files
+
+    (tmp_path / "pulled").mkdir()
+    large = [tmp_path / "large.bin", tmp_path / "pulled" / "large.bin"]
+    for path in large:
+        with open(path, "wb") as fh:
+            fh.truncate(LARGE_FILE)  # sparse: the size without the disk
+    small = tmp_path / "files" / "m0.bin"
+    small.parent.mkdir()
+    small.write_bytes(b"x" * 65536)
+    _drop_large_files(tmp_path)
+    assert not any(p.exists() for p in large)
+    assert small.read_bytes() == b"x" * 65536

@@ -19,9 +19,9 @@ afterwards; it skips the large file, whose path does not touch the database.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -55,6 +55,7 @@ FIGURES = {
     "download_mb_s": ("MB/s", "high"),
 }
 PG_FIGURES = {k: v for k, v in FIGURES.items() if not k.endswith("mb_s")}
+LARGE_FILE = 64 << 20  # what a repetition removes when it ends (its 1 GiB file's copies)
 PG_URL = os.environ.get("MODELVAULT_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
 
 
@@ -274,7 +275,19 @@ def measure(work: Path, quick: bool, db: str | None = None) -> Figures:
                 reg.close()
         return figures
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        _drop_large_files(base)
+
+
+def _drop_large_files(base: Path) -> None:
+    """Free the disk a repetition's 1 GiB files take, and keep its thousands of small files
+    until the whole run ends (the run's temporary directory). On a file system without a
+    journal (this VM's ext4) the kernel, allocating an inode, steps over every inode freed in
+    the last minutes: deleting a repetition's files would make each new file of the next
+    repetition cost up to 0.3 ms of kernel CPU, a cost of the benchmark, not of the server."""
+    for path in base.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_size >= LARGE_FILE:
+                path.unlink()
 
 
 def run(work: Path, quick: bool) -> Figures:
