@@ -17,7 +17,7 @@ import pytest
 
 from modelvault import Registry, Settings
 
-from .backends import BACKENDS, store_url
+from .backends import BACKENDS, store_url, vacuum_catalogs_without_autovacuum
 from .clitool import CLI
 from .s3_fixtures import aws_env, moto_endpoint, s3_bucket, s3_store
 
@@ -56,6 +56,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 def db_url(backend: str, home: Path) -> Iterator[str]:
     with store_url(backend, home) as url:
         yield url
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # once per run, not per xdist worker
+        vacuum_catalogs_without_autovacuum()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -168,3 +168,27 @@ def test_postgresql_writers_read_the_audit_head_with_their_lock(tmp_path: Path) 
         assert reg.verify_audit().ok
     assert made >= 2 and first == made  # the lock's read, then one per later event
     assert second == 1
+
+
+def test_the_suite_clears_dead_catalog_rows_where_autovacuum_is_off(tmp_path: Path) -> None:
+    import psycopg
+
+    from .backends import CATALOGS, vacuum_catalogs_without_autovacuum
+
+    with pg_schema() as url:  # a schema made and dropped leaves dead catalog rows
+        env = {"MODELVAULT_DB": url}
+        with Registry(settings=Settings.from_env(env=env, home=tmp_path)) as reg:
+            reg.init()
+    conninfo = make_url(PG_URL).set(drivername="postgresql").render_as_string()
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        autovacuum = admin.execute("SHOW autovacuum").fetchone()
+    vacuumed = vacuum_catalogs_without_autovacuum()
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        dead = admin.execute(
+            "SELECT sum(n_dead_tup) FROM pg_stat_sys_tables WHERE relname = ANY(%s)",
+            (list(CATALOGS),),
+        ).fetchone()
+    assert autovacuum is not None and dead is not None
+    assert vacuumed is (autovacuum[0] == "off")
+    if vacuumed:
+        assert dead[0] == 0
