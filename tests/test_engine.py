@@ -170,25 +170,27 @@ def test_postgresql_writers_read_the_audit_head_with_their_lock(tmp_path: Path) 
     assert second == 1
 
 
-def test_the_suite_clears_dead_catalog_rows_where_autovacuum_is_off(tmp_path: Path) -> None:
+def test_the_suite_vacuums_the_catalogs_where_autovacuum_is_off(tmp_path: Path) -> None:
     import psycopg
 
     from .backends import CATALOGS, vacuum_catalogs_without_autovacuum
 
-    with pg_schema() as url:  # a schema made and dropped leaves dead catalog rows
-        env = {"MODELVAULT_DB": url}
-        with Registry(settings=Settings.from_env(env=env, home=tmp_path)) as reg:
-            reg.init()
     conninfo = make_url(PG_URL).set(drivername="postgresql").render_as_string()
+
+    def vacuums() -> dict[str, int]:  # runs, not dead rows: other tests make those meanwhile
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT relname, vacuum_count FROM pg_stat_sys_tables WHERE relname = ANY(%s)",
+                (list(CATALOGS),),
+            ).fetchall()
+        return {name: int(count) for name, count in rows}
+
     with psycopg.connect(conninfo, autocommit=True) as admin:
         autovacuum = admin.execute("SHOW autovacuum").fetchone()
+    before = vacuums()
     vacuumed = vacuum_catalogs_without_autovacuum()
-    with psycopg.connect(conninfo, autocommit=True) as admin:
-        dead = admin.execute(
-            "SELECT sum(n_dead_tup) FROM pg_stat_sys_tables WHERE relname = ANY(%s)",
-            (list(CATALOGS),),
-        ).fetchone()
-    assert autovacuum is not None and dead is not None
+    after = vacuums()
+    assert autovacuum is not None and set(before) == set(CATALOGS)
     assert vacuumed is (autovacuum[0] == "off")
-    if vacuumed:
-        assert dead[0] == 0
+    # (the server-pg benchmark's smoke test, on another worker, may vacuum them too)
+    assert all(after[name] >= before[name] + int(vacuumed) for name in CATALOGS)
