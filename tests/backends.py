@@ -49,7 +49,7 @@ CATALOGS = ("pg_attribute", "pg_depend", "pg_class", "pg_type", "pg_index", "pg_
 def vacuum_catalogs_without_autovacuum() -> bool:
     """Where the server runs without autovacuum (this machine's does), clear the dead catalog
     rows that earlier runs' throwaway schemas left (each PostgreSQL test creates and drops
-    one of ~40 tables): with millions of them, creating a schema took 0.2 s longer and every
+    a schema of ~40 tables): with millions of them, creating a schema took 0.2 s longer and every
     PostgreSQL test paid for it. True when it vacuumed; quiet when the server is away (the
     tests that need it say so)."""
     import psycopg
