@@ -151,6 +151,26 @@ def test_idle_pooled_connections_dropped_by_the_server_are_replaced(
     check_store(home, db=url)
 
 
+def test_pooled_connections_are_checked_past_descriptor_1023(pg: tuple[Path, str]) -> None:
+    # a busy server holds many descriptors: the check of a pooled connection must not be
+    # one (select) that refuses those past 1023
+    import os
+
+    home, url = pg
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        reg = _registry(home, url)
+        src = _model(home)
+        with reg._ctx.store.read() as conn:
+            assert conn.connection.dbapi_connection.fileno() > 1023  # type: ignore[union-attr]
+        assert reg.register("m", src, capture_code=False, capture_environment=False).number == 1
+        assert reg.get("m:1").number == 1
+        reg.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def url_for_psycopg(url: str) -> str:
     from sqlalchemy import make_url
 
