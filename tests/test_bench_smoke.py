@@ -72,3 +72,15 @@ def test_a_server_repetition_frees_its_large_files_and_keeps_its_small_ones(
     _drop_large_files(tmp_path)
     assert not any(p.exists() for p in large)
     assert small.read_bytes() == b"x" * 65536
+
+
+def test_the_server_benchmark_starts_servers_with_their_bytecode_written() -> None:
+    import importlib.util
+
+    import modelvault.server.routes_events as module
+    from bench.workloads.server import compile_bytecode
+
+    cached = Path(importlib.util.cache_from_source(module.__file__))
+    cached.unlink(missing_ok=True)  # as after a checkout run with PYTHONDONTWRITEBYTECODE=1
+    compile_bytecode()
+    assert cached.is_file() and cached.stat().st_mtime >= Path(module.__file__).stat().st_mtime

@@ -160,3 +160,24 @@ def test_a_migration_run_beside_the_start_hands_its_error_to_the_start() -> None
     migrating = _Migrating(Refusing())  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="9999"):
         migrating.wait()
+
+
+def test_a_first_start_on_sqlite_loads_only_what_it_uses(tmp_path: Path) -> None:
+    # The first start creates the schema and writes the admin's bootstrap: neither needs the
+    # PostgreSQL dialect nor the checkpoint signer (its Merkle tree, keys, witnesses), which
+    # load when a PostgreSQL store is opened or a checkpoint is due (docs/server.md).
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from modelvault.server.main import _open\n"
+        f"api, token = _open(Path({str(tmp_path / 'home')!r}))\n"
+        "assert token is not None\n"
+        "heavy = ('sqlalchemy.dialects.postgresql', 'modelvault.service.transparency',\n"
+        "         'cryptography')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELVAULT_")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.strip() == "[]"

@@ -243,7 +243,20 @@ def _large(reg: Registry, base: Path, size_mib: int) -> Figures:
     }
 
 
+def compile_bytecode() -> None:
+    """Write modelvault's ``.pyc`` files, as installing a wheel does (pip compiles at install
+    time). An editable checkout run with ``PYTHONDONTWRITEBYTECODE=1`` (this workplace sets
+    it) never writes them, and then every start compiles ≈ 100 modules from source: 0.1-0.2 s
+    of the start measured here, a cost no installed server pays."""
+    import compileall
+
+    import modelvault
+
+    compileall.compile_dir(Path(modelvault.__file__).parent, quiet=1)
+
+
 def measure(work: Path, quick: bool, db: str | None = None) -> Figures:
+    compile_bytecode()
     base = work / f"server-{time.monotonic_ns()}"
     base.mkdir()
     try:

@@ -107,7 +107,7 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
     def _after_write(self, head: int | None) -> None:
         """Sign an audit checkpoint when one is due (docs/audit.md); never fails the write."""
         if self._auto_checkpoint is None:
-            from .service.transparency import AutoCheckpoint
+            from .service.autocheckpoint import AutoCheckpoint
 
             self._auto_checkpoint = AutoCheckpoint(self._ctx)
         self._auto_checkpoint(head)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Executable, select
 
 from ..store import schema
 from ..timeutil import to_text
@@ -77,10 +75,19 @@ def record(ctx: Context, user: str, digests: Iterable[str]) -> None:
     if not wanted:
         return
     at = to_text(ctx.now())
-    insert = pg_insert if ctx.store.dialect == "postgresql" else sqlite_insert
+    # each dialect's INSERT … ON CONFLICT, loaded with the dialect in use only
+    ignoring: Executable
+    if ctx.store.dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        ignoring = pg_insert(_UP).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        ignoring = sqlite_insert(_UP).on_conflict_do_nothing()
     with ctx.store.write() as conn:
         for start in range(0, len(wanted), _CHUNK):
             rows = [{"digest": d, "user": user, "uploaded_at": at} for d in wanted[start:][:_CHUNK]]
             # the first upload is what counts; the same user sending the bytes again (or at
             # the same moment, from another request) changes nothing
-            conn.execute(insert(_UP).on_conflict_do_nothing(), rows)
+            conn.execute(ignoring, rows)

@@ -9,9 +9,7 @@ with a key kept outside the database and written to the witness directory before
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,9 @@ from ..store import statements as sql
 from ..timeutil import from_text, to_text
 from ..witness import Witness, open_witness
 from .auditverify import ChainAndTree, check_chain_and_tree
+from .autocheckpoint import since_checkpoint
 from .context import Context
 
-log = logging.getLogger("modelvault")
 E, T, C = schema.audit_events, schema.audit_tree, schema.audit_checkpoints
 BATCH = 20_000
 
@@ -150,7 +148,7 @@ def checkpoint(ctx: Context, *, every: int = 0, seconds: float = 0) -> cps.Check
         if every or seconds:
             grown = head.seq - last_size
             # the time runs from the newest checkpoint, or from the first event before any
-            since = _since(conn)[1]
+            since = since_checkpoint(conn)[1]
             old = since is not None and ctx.now() - from_text(since) >= timedelta(seconds=seconds)
             if not ((every and grown >= every) or (seconds and old)):
                 return None
@@ -165,64 +163,6 @@ def checkpoint(ctx: Context, *, every: int = 0, seconds: float = 0) -> cps.Check
             witness.write(cp)
         conn.execute(insert(C).values(**cp.to_json()))
     return cp
-
-
-@dataclass(slots=True)
-class AutoCheckpoint:
-    """Runs after each committed write: signs a checkpoint when one is due.
-
-    The common case reads nothing: the write says which audit head it left (a lower bound
-    when other processes write too; theirs check after their own writes), and the newest
-    checkpoint's size and time are remembered, re-read only after a checkpoint was
-    attempted. A write that appended no event costs one read of the head."""
-
-    ctx: Context
-    busy: bool = False
-    checked_seq: int = -1
-    last: tuple[int, str | None] | None = None  # (size, time the clock runs from)
-
-    def __call__(self, head: int | None = None) -> None:
-        if self.busy:
-            return
-        try:
-            every = max(int(self.ctx.settings.checkpoint_every), 0)
-            seconds = max(float(self.ctx.settings.checkpoint_seconds), 0.0)
-        except ValueError:
-            return
-        if not every and not seconds:
-            return
-        self.busy = True
-        try:
-            if head is None or self.last is None:
-                with self.ctx.store.read(snapshot=False) as conn:
-                    if head is None:
-                        head = int(conn.execute(select(schema.audit_head.c.seq)).scalar_one())
-                    if self.last is None and head != self.checked_seq:
-                        self.last = _since(conn)
-            if head == self.checked_seq or self.last is None:
-                return
-            self.checked_seq = head
-            size, since = self.last
-            due = (every and head - size >= every) or (
-                seconds
-                and head > size
-                and since is not None
-                and self.ctx.now() - from_text(since) >= timedelta(seconds=seconds)
-            )
-            if due:
-                self.last = None  # re-read after this attempt, whoever made the checkpoint
-                checkpoint(self.ctx, every=every, seconds=seconds)
-        except (ModelVaultError, OSError) as exc:
-            log.warning("modelvault: audit checkpoint not written: %s", exc)
-        finally:
-            self.busy = False
-
-
-def _since(conn: Connection) -> tuple[int, str | None]:
-    last = _latest(conn)
-    if last is not None:
-        return last.tree_size, last.ts
-    return 0, conn.execute(select(E.c.ts).where(E.c.seq == 1)).scalar()
 
 
 # -- proofs ---------------------------------------------------------------------------------

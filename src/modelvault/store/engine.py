@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ..errors import InvalidInput, ModelVaultError, StoreError
 from ..settings import Settings
+from . import schema
 from .migrations import HEAD
 from .urls import scheme as url_scheme
 
@@ -344,4 +345,6 @@ def open_metadata_store(url: str, settings: Settings) -> MetadataStore:
             + ", ".join(sorted(_FACTORIES)),
             field="db",
         )
-    return MetadataStore(factory(url, settings), url=url)
+    engine = factory(url, settings)
+    schema.use_dialect(engine.dialect.name)
+    return MetadataStore(engine, url=url)
