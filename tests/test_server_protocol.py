@@ -28,7 +28,9 @@ class _Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.out = bytearray()
+        self.writes: list[bytes] = []  # one entry per send the event loop would make
         self.paused = 0
+        self.closed = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 7310), "peername": ("127.0.0.1", 50000)}.get(
@@ -37,6 +39,11 @@ class _Transport(asyncio.Transport):
 
     def write(self, data: Any) -> None:
         self.out += data
+        self.writes.append(bytes(data))
+
+    def writelines(self, data: Any) -> None:
+        self.writes.append(b"".join(data))
+        self.out += self.writes[-1]
 
     def is_closing(self) -> bool:
         return False
@@ -48,7 +55,7 @@ class _Transport(asyncio.Transport):
         pass
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 def _feed(conn: LeanHttpProtocol, data: bytes) -> None:
@@ -104,6 +111,54 @@ def test_a_body_piece_reaches_the_app_as_the_object_the_parser_made(
 
     asyncio.run(run())
     assert len(made) == 3 and len(received) == 2
+
+
+def test_a_response_head_and_its_body_leave_in_one_send() -> None:
+    # uvicorn writes the status line and headers, then the body: two sends, two segments,
+    # two wake-ups of the client. Its transport holds the head until the body comes.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        length = [(b"content-length", b"11")]
+        await send({"type": "http.response.start", "status": 200, "headers": length})
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+    async def run() -> _Transport:
+        config = uvicorn.Config(app, lifespan="off", **uvicorn_options())
+        config.load()
+        conn = LeanHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = _Transport()
+        conn.connection_made(transport)
+        for _ in range(2):  # a kept-alive connection: each response in one send
+            _feed(conn, b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n")
+            await asyncio.sleep(0.01)
+        return transport
+
+    transport = asyncio.run(run())
+    assert len(transport.writes) == 2
+    for sent in transport.writes:
+        assert sent.startswith(b"HTTP/1.1 200") and sent.endswith(b'{"ok":true}')
+
+
+def test_a_held_write_leaves_at_the_end_of_the_step_or_before_anything_else() -> None:
+    async def run() -> None:
+        transport = _Transport()
+        one = protocol._OneSend(transport)
+        one.write(b"head")  # alone (a streamed body's first block is still being read)
+        assert transport.writes == []
+        await asyncio.sleep(0)
+        assert transport.writes == [b"head"]
+        large = os.urandom(protocol.JOIN)
+        one.write(large)  # large writes are not held
+        one.write(b"head")
+        one.write(large)  # held + large: one writelines, no joined copy
+        assert transport.writes == [b"head", large, b"head" + large]
+        one.write(b"bye")
+        one.close()  # what is held goes before the close
+        assert transport.writes[-1] == b"bye" and transport.closed
+        await asyncio.sleep(0)
+        assert len(transport.writes) == 4  # and not twice
+
+    asyncio.run(run())
 
 
 def test_the_server_reads_sockets_into_its_own_buffer(

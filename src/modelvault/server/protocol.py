@@ -8,8 +8,11 @@ bytes of the ASGI message. For a 1 GiB upload that was ~0.2 s of the server's ~1
 in the one thread (the event loop's) that also hashes what arrives. Here it is copied twice:
 the kernel reads the socket straight into a buffer the parser reads in place
 (``asyncio.BufferedProtocol``, 1 MiB reads instead of 256 KB ones), and the parser's copy is
-handed over as it is when the app has not yet asked for the one before. Everything else is
-uvicorn's.
+handed over as it is when the app has not yet asked for the one before.
+
+And a response's status line and headers leave in one ``send()`` with its body: uvicorn
+writes them to the transport separately, two segments on the wire and two wake-ups of the
+client. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 READ = 1 << 20  # bytes read from the socket at once (at most)
+HOLD = 16 << 10  # a write this small (a response's head) waits for the one after it
+JOIN = 256 << 10  # joined into one bytes object up to this size; beyond, written as a list
 
 _local = threading.local()
 
@@ -55,6 +60,62 @@ class _LeanBody(HttpToolsProtocol):
         cycle.message_event.set()
 
 
+class _OneSend:
+    """The connection's transport, as uvicorn's protocol sees it: a small write waits for
+    the next one or for the end of the event loop's current step, whichever comes first.
+
+    A handler's response goes out as two writes in one step (its head, then its body), so
+    the two leave in one ``send()``. A head whose body comes later (a streamed download
+    whose first block is being read) leaves at the end of the step, as it would have."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            if len(data) <= HOLD:
+                self._held = data
+                self._loop.call_soon(self._flush)
+            else:
+                self._transport.write(data)
+            return
+        self._held = None
+        if len(held) + len(data) <= JOIN:
+            self._transport.write(held + data)
+        else:
+            self._transport.writelines((held, data))
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._flush()
+        self._transport.set_protocol(protocol)
+
+
 class LeanHttpProtocol(asyncio.BufferedProtocol):
     """uvicorn's ``http`` protocol class: made per connection with uvicorn's arguments."""
 
@@ -62,7 +123,7 @@ class LeanHttpProtocol(asyncio.BufferedProtocol):
         self.http = _LeanBody(**kwargs)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.http.connection_made(transport)  # type: ignore[arg-type]
+        self.http.connection_made(_OneSend(transport))  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.http.connection_lost(exc)
