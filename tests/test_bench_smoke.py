@@ -53,6 +53,7 @@ def test_quick_server_benchmark_runs() -> None:
     for workload in ("server", "server-pg"):
         figures = data["workloads"][workload]["figures"]
         assert figures and all(value is not None and value > 0 for value in figures.values())
+        assert figures["file_create_us"] > 0  # the file system's state, beside the figures
     assert data["workloads"]["server"]["figures"]["download_mb_s"] > 0
 
 

@@ -4,6 +4,7 @@ The server runs as its own process (`python -m modelvault server --port P`, its 
 MODELVAULT_HOME in the work directory); the benchmark reads the admin token it prints on its
 first start and acts through `Registry(url, token=...)`. Figures:
 
+- the file system's state: what creating an empty file in the work directory costs;
 - start: from spawning the process to `/readyz` answering 200, and its resident memory
   (RSS) once ready and idle;
 - registrations through the remote SDK, shaped like the `registry` workload's (10 params,
@@ -41,6 +42,7 @@ from bench.workloads.artifacts import sha256_file
 from modelvault import Registry, Settings
 
 FIGURES = {
+    "file_create_us": ("µs", "low"),
     "ready_s": ("s", "low"),
     "idle_rss_mb": ("MB", "low"),
     "register_per_s": ("/s", "high"),
@@ -55,6 +57,7 @@ FIGURES = {
     "download_mb_s": ("MB/s", "high"),
 }
 PG_FIGURES = {k: v for k, v in FIGURES.items() if not k.endswith("mb_s")}
+CREATE_PROBE = 200
 _CATALOGS = ("pg_attribute", "pg_depend", "pg_class", "pg_type", "pg_index", "pg_constraint")
 LARGE_FILE = 64 << 20  # what a repetition removes when it ends (its 1 GiB file's copies)
 PG_URL = os.environ.get("MODELVAULT_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
@@ -243,6 +246,21 @@ def _large(reg: Registry, base: Path, size_mib: int) -> Figures:
     }
 
 
+def file_create_us(where: Path) -> float:
+    """What creating an empty file costs in the work directory, in µs (the median of
+    ``CREATE_PROBE``): the state of the file system the figures were taken on. On an ext4
+    without a journal (this workplace's VMs), a directory near thousands of files deleted in
+    the last minutes costs 100-700 µs per new file instead of 5-25, and each registration
+    creates files on the server; the probe's files stay until the run ends."""
+    where.mkdir()
+    took = []
+    for i in range(CREATE_PROBE):
+        t0 = time.perf_counter()
+        os.close(os.open(where / f"f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        took.append(time.perf_counter() - t0)
+    return statistics.median(took) * 1e6
+
+
 def compile_bytecode() -> None:
     """Write modelvault's ``.pyc`` files, as installing a wheel does (pip compiles at install
     time). An editable checkout run with ``PYTHONDONTWRITEBYTECODE=1`` (this workplace sets
@@ -260,11 +278,16 @@ def measure(work: Path, quick: bool, db: str | None = None) -> Figures:
     base = work / f"server-{time.monotonic_ns()}"
     base.mkdir()
     try:
+        create_us = file_create_us(base / "probe")
         with serving(base / "home", db) as (url, token, ready, server):
             # idle: nothing in flight, and webhook delivery (which starts 1 s after the server,
             # loading httpx) running
             time.sleep(1.5)
-            figures: Figures = {"ready_s": ready, "idle_rss_mb": server.memory_info().rss / 1e6}
+            figures: Figures = {
+                "file_create_us": create_us,
+                "ready_s": ready,
+                "idle_rss_mb": server.memory_info().rss / 1e6,
+            }
             reg = Registry(url, token=token)
             try:
                 count = 100 if quick else 1000
