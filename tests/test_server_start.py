@@ -165,7 +165,7 @@ def test_a_migration_run_beside_the_start_hands_its_error_to_the_start() -> None
 def test_a_first_start_on_sqlite_loads_only_what_it_uses(tmp_path: Path) -> None:
     # The first start creates the schema and writes the admin's bootstrap: neither needs the
     # PostgreSQL dialect nor the checkpoint signer (its Merkle tree, keys, witnesses), which
-    # load when a PostgreSQL store is opened or a checkpoint is due (docs/server.md).
+    # load when a PostgreSQL store is opened or a checkpoint is due.
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
