@@ -58,6 +58,17 @@ class _Transport(asyncio.Transport):
         self.closed = True
 
 
+def _connection(app: Any) -> tuple[LeanHttpProtocol, _Transport]:
+    """A connection of the server's protocol to *app*, made (in a running loop) over a
+    transport that records what is written."""
+    config = uvicorn.Config(app, lifespan="off", **uvicorn_options())
+    config.load()
+    conn = LeanHttpProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = _Transport()
+    conn.connection_made(transport)
+    return conn, transport
+
+
 def _feed(conn: LeanHttpProtocol, data: bytes) -> None:
     """As the event loop does: read into the protocol's buffer, then tell it how much."""
     while data:
@@ -92,11 +103,7 @@ def test_a_body_piece_reaches_the_app_as_the_object_the_parser_made(
         await send({"type": "http.response.body", "body": b""})
 
     async def run() -> None:
-        config = uvicorn.Config(app, lifespan="off", **uvicorn_options())
-        config.load()
-        conn = LeanHttpProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = _Transport()
-        conn.connection_made(transport)
+        conn, transport = _connection(app)
         one, two, three = os.urandom(5000), os.urandom(70_000), os.urandom(3000)
         head = f"PUT /x HTTP/1.1\r\nhost: h\r\ncontent-length: {5000 + 70_000 + 3000}\r\n\r\n"
         _feed(conn, head.encode() + one)
@@ -123,11 +130,7 @@ def test_a_response_head_and_its_body_leave_in_one_send() -> None:
         await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
     async def run() -> _Transport:
-        config = uvicorn.Config(app, lifespan="off", **uvicorn_options())
-        config.load()
-        conn = LeanHttpProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = _Transport()
-        conn.connection_made(transport)
+        conn, transport = _connection(app)
         for _ in range(2):  # a kept-alive connection: each response in one send
             _feed(conn, b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n")
             await asyncio.sleep(0.01)
