@@ -3,15 +3,18 @@ a wrong URL or setting is one clear error."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import Connection, event, make_url, text
 
 from modelvault import InvalidInput, Registry, Settings, StoreError
-from modelvault.store.engine import open_metadata_store
+from modelvault.store.engine import MetadataStore, open_metadata_store
 
 from .backends import PG_URL, pg_schema
 
@@ -194,3 +197,113 @@ def test_the_suite_vacuums_the_catalogs_where_autovacuum_is_off(tmp_path: Path) 
     assert vacuumed is (autovacuum[0] == "off")
     # (the server-pg benchmark's smoke test, on another worker, may vacuum them too)
     assert all(after[name] >= before[name] + int(vacuumed) for name in CATALOGS)
+
+
+def _writing_in_thread(
+    store: MetadataStore, entered: threading.Event, release: threading.Event
+) -> threading.Thread:
+    """A thread holding a write transaction from *entered* until *release*."""
+
+    def run() -> None:
+        with store.write():
+            entered.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_sqlite_writers_of_one_process_queue_before_they_begin(tmp_path: Path) -> None:
+    # SQLite wakes a writer that finds the file locked by polling (sleeps of 1, 2, 5 ms and
+    # more): this process's writers wait on a lock of their own instead, and only the one
+    # whose turn it is sends BEGIN IMMEDIATE
+    store = open_metadata_store(f"sqlite:///{tmp_path / 'r.db'}", _settings())
+    store.ensure_schema()
+    begun: list[str] = []
+
+    @event.listens_for(store.engine, "begin", insert=True)
+    def _record(conn: Connection) -> None:
+        if conn.get_execution_options().get("mv_write"):
+            begun.append(threading.current_thread().name)
+
+    entered, release = threading.Event(), threading.Event()
+    first = _writing_in_thread(store, entered, release)
+    assert entered.wait(10)
+    queue = store._writers
+    assert queue is not None
+    done: list[int] = []
+
+    def write_second() -> None:
+        with store.write() as conn:
+            done.append(conn.execute(text("SELECT 1")).scalar_one())
+
+    second = threading.Thread(target=write_second, name="second")
+    second.start()
+    deadline = time.monotonic() + 10
+    while queue.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert queue.waiting == 1  # the second writer waits in the queue…
+    assert begun == [first.name]  # …without having begun a transaction
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert begun == [first.name, "second"] and done == [1]
+    store.dispose()
+
+
+def test_a_queued_sqlite_writer_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = open_metadata_store(url, _settings(MODELVAULT_SQLITE_BUSY_MS="200"))
+    store.ensure_schema()
+    entered, release = threading.Event(), threading.Event()
+    first = _writing_in_thread(store, entered, release)
+    assert entered.wait(10)
+    try:
+        with pytest.raises(StoreError, match="stayed locked by another writer"), store.write():
+            pass
+    finally:
+        release.set()
+        first.join(10)
+    with store.write() as conn:  # the queue is free again
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    store.dispose()
+
+
+def test_stores_opened_on_one_sqlite_file_share_its_queue(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    one = open_metadata_store(f"sqlite:///{tmp_path / 'a' / 'r.db'}", _settings())
+    two = open_metadata_store(f"sqlite:///{tmp_path / 'b' / 'r.db'}", _settings())
+    other = open_metadata_store(f"sqlite:///{tmp_path / 'other.db'}", _settings())
+    assert one._writers is not None and one._writers is two._writers
+    assert other._writers is not None and other._writers is not one._writers
+    for store in (one, two, other):
+        store.dispose()
+
+
+def test_a_forked_child_is_not_held_by_a_writer_of_its_parent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = open_metadata_store(url, _settings(MODELVAULT_SQLITE_BUSY_MS="3000"))
+    store.ensure_schema()
+    entered, release = threading.Event(), threading.Event()
+    first = _writing_in_thread(store, entered, release)
+    assert entered.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's writer is not here, so its turn never ends
+            code = 1
+            try:
+                store.engine.dispose(close=False)
+                queue = store._writers
+                assert queue is not None
+                with queue:  # free at once in the child
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        first.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.dispose()

@@ -3,14 +3,21 @@
 ``write()`` opens the single unit of work a state change runs in; writers queue instead of
 failing mid-transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the audit head row is locked
 first). ``read()`` opens a consistent snapshot. Backends come from one table keyed by scheme.
+
+SQLite wakes a writer that finds the database locked by polling: it sleeps 1, 2, 5, 10 ms and
+longer between tries, however soon the lock is free. So the writers of one process (a
+server's threads) queue on a lock of their own first, and each starts the moment the one
+before it commits; SQLite's own wait is left to writers in other processes.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,11 +49,12 @@ _LOCKED = "the registry database stayed locked by another writer for too long; t
 class MetadataStore:
     """Owns the engine; every use-case borrows a connection through read() or write()."""
 
-    def __init__(self, engine: Engine, *, url: str) -> None:
+    def __init__(self, engine: Engine, *, url: str, writers: WriterQueue | None = None) -> None:
         self.engine = engine
         self.url = url
         self.dialect = engine.dialect.name
         self._ready = False
+        self._writers = writers  # this process's writers of the same SQLite file
         # called after each write commits, with the audit head it left (None: it wrote no event)
         self.after_write: list[Callable[[int | None], None]] = []
 
@@ -112,7 +120,8 @@ class MetadataStore:
     @contextmanager
     def _transaction(self, kind: str) -> Iterator[Connection]:
         writing = kind in (_WRITE, _MIGRATE)
-        with _translated(writing=writing):
+        queued = self._writers if writing else None
+        with _translated(writing=writing), queued or nullcontext():
             raw, conn, tx = self._begin(kind)
             try:
                 try:
@@ -208,6 +217,64 @@ def _milliseconds(value: str, env: str) -> int:
     if not value.isdigit() or not 0 < int(value) <= 3_600_000:
         raise InvalidInput(f"{env} must be a whole number of ms from 1 to 3600000, not {value!r}")
     return int(value)
+
+
+class WriterQueue:
+    """The writers of one SQLite file in this process, one at a time, in turn. Waiting longer
+    than the busy timeout fails as SQLite's own wait does."""
+
+    def __init__(self, wait_ms: int) -> None:
+        self._lock = threading.Lock()
+        self._wait_s = wait_ms / 1000
+        self._counting = threading.Lock()
+        self.waiting = 0  # writers queued behind the one writing
+
+    def __enter__(self) -> None:
+        with self._counting:
+            self.waiting += 1
+        try:
+            acquired = self._lock.acquire(timeout=self._wait_s)
+        finally:
+            with self._counting:
+                self.waiting -= 1
+        if not acquired:
+            raise StoreError(_LOCKED)
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def _reset(self) -> None:
+        self._lock, self._counting, self.waiting = threading.Lock(), threading.Lock(), 0
+
+
+class _Queues:
+    """This process's writer queues, by SQLite file."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_file: dict[str, WriterQueue] = {}
+
+    def get(self, url: str, settings: Settings) -> WriterQueue:
+        """The one queue for the SQLite file at *url* (every store opened on the same file
+        shares it, so their writers wait for each other here, not in SQLite)."""
+        key = os.path.realpath(url[len("sqlite:///") :])
+        with self.lock:
+            queue = self.by_file.get(key)
+            if queue is None:
+                wait_ms = _milliseconds(settings.sqlite_busy_ms, "MODELVAULT_SQLITE_BUSY_MS")
+                queue = self.by_file[key] = WriterQueue(wait_ms)
+            return queue
+
+    def after_fork(self) -> None:
+        # a child of a fork has only the forking thread: a queue held by another thread of
+        # the parent would never be let go there
+        self.lock = threading.Lock()
+        for queue in self.by_file.values():
+            queue._reset()
+
+
+_QUEUES = _Queues()
+os.register_at_fork(after_in_child=_QUEUES.after_fork)
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:
@@ -347,4 +414,5 @@ def open_metadata_store(url: str, settings: Settings) -> MetadataStore:
         )
     engine = factory(url, settings)
     schema.use_dialect(engine.dialect.name)
-    return MetadataStore(engine, url=url)
+    writers = _QUEUES.get(url, settings) if engine.dialect.name == "sqlite" else None
+    return MetadataStore(engine, url=url, writers=writers)
