@@ -37,25 +37,27 @@ def main(argv: list[str] | None = None) -> int:
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="mv-bench-") as tmp:
         os.chdir(tmp)  # outside any git work tree
-        for name in args.workloads:
-            if name in PENDING:
-                rows.append([name, "—", f"not built yet: {PENDING[name]}"])
-                continue
-            run, units = WORKLOADS[name]
-            load_before = os.getloadavg()[0]  # a shared machine's figures need their load
-            outcome = repeat(
-                "modelvault", name, lambda run=run: run(Path(tmp), args.quick), args.repeat
-            )
-            load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-            results["workloads"][name] = {
-                "figures": outcome.figures,
-                "runs": outcome.runs,
-                "load_average": load,
-            }
-            rows.append([name, "load average (1 min) before, after", f"{load[0]}, {load[1]}"])
-            for key, (unit, _) in units.items():
-                rows.append([name, key, fmt(outcome.figures.get(key), unit)])
-        os.chdir(cwd)
+        try:
+            for name in args.workloads:
+                if name in PENDING:
+                    rows.append([name, "—", f"not built yet: {PENDING[name]}"])
+                    continue
+                run, units = WORKLOADS[name]
+                load_before = os.getloadavg()[0]  # a shared machine's figures need their load
+                outcome = repeat(
+                    "modelvault", name, lambda run=run: run(Path(tmp), args.quick), args.repeat
+                )
+                load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+                results["workloads"][name] = {
+                    "figures": outcome.figures,
+                    "runs": outcome.runs,
+                    "load_average": load,
+                }
+                rows.append([name, "load average (1 min) before, after", f"{load[0]}, {load[1]}"])
+                for key, (unit, _) in units.items():
+                    rows.append([name, key, fmt(outcome.figures.get(key), unit)])
+        finally:  # a failed workload must not leave the caller in a removed directory
+            os.chdir(cwd)
     print_table(["workload", "figure", "modelvault (median)"], rows)
     print(f"\nwritten to {write_json('bench', results)}")
     return 0

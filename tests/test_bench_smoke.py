@@ -85,3 +85,20 @@ def test_the_server_benchmark_starts_servers_with_their_bytecode_written() -> No
     cached.unlink(missing_ok=True)  # as after a checkout run with PYTHONDONTWRITEBYTECODE=1
     compile_bytecode()
     assert cached.is_file() and cached.stat().st_mtime >= Path(module.__file__).stat().st_mtime
+
+
+def test_a_failing_workload_leaves_the_caller_where_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the harness works in a temporary directory it removes: a workload that fails must not
+    # leave the caller's process in it (every later test of a pytest worker would fail)
+    from bench import run as harness
+
+    def broken(work: Path, quick: bool) -> dict[str, float]:
+        raise RuntimeError("the workload broke")
+
+    monkeypatch.setitem(harness.WORKLOADS, "registry", (broken, {}))
+    cwd = os.getcwd()
+    with pytest.raises(RuntimeError, match="the workload broke"):
+        main(["--quick", "registry"])
+    assert os.getcwd() == cwd

@@ -117,6 +117,7 @@ def test_every_declared_setting_is_read_from_its_variable(tmp_path: Path) -> Non
         "sqlite_synchronous": "NORMAL",
         "sqlite_busy_ms": "250",
         "pg_lock_timeout_ms": "1500",
+        "inline_blob_max": "16KiB",
         "s3_endpoint_url": "http://127.0.0.1:9000",
         "s3_region": "eu-west-3",
         "s3_multipart_threshold": "8MiB",

@@ -717,18 +717,20 @@ def test_inline_text_is_base64_only_not_json_escapes(server: LiveServer) -> None
 def test_an_inline_file_that_cannot_be_stored_fails_the_whole_registration(
     server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # sent inline but larger than MODELVAULT_INLINE_BLOB_MAX: a blob file, written first
     blobs = server.registry._ctx.blobs
     stored = blobs.put_bytes
+    weights = b"w" * (64 * 1024 + 1)
 
     def full(data: bytes) -> Any:
-        if data == b"weights":
+        if data == weights:
             raise StoreError("blob store: no space left on device")
         return stored(data)
 
     monkeypatch.setattr(blobs, "put_bytes", full)
     alice = server.client("alice")
     with pytest.raises(StoreError, match="no space"):
-        alice.register("fraud", write_model(tmp_path, "m", b"weights"), capture_code=False)
+        alice.register("fraud", write_model(tmp_path, "m", weights), capture_code=False)
     assert server.registry.models() == []
     assert server.registry.audit(action="version.register") == []
 

@@ -41,6 +41,7 @@ def s3_server(
 ) -> Iterator[LiveServer]:
     """A server on S3 with projects bank-a and bank-b; bank-b holds the blob THEIRS."""
     env = {"MODELVAULT_DB": f"sqlite:///{home}/r.db", **s3_env(moto_endpoint, s3_bucket)}
+    env["MODELVAULT_INLINE_BLOB_MAX"] = "0"  # every blob an object of the bucket, THEIRS too
     with live_server(Settings.from_env(env=env, home=home)) as server:
         admin = server.client("alice")
         admin.register("m", write_model(tmp_path, "a", b"a weights"), project="bank-a")
@@ -49,7 +50,7 @@ def s3_server(
 
 
 def _store(server: LiveServer) -> S3BlobStore:
-    blobs = server.registry._ctx.blobs
+    blobs = server.registry._ctx.blobs.inner  # type: ignore[attr-defined]
     assert isinstance(blobs, S3BlobStore)
     return blobs
 

@@ -68,6 +68,7 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
     ) -> None:
         from .blobs import open_blob_store
         from .service.context import Context, check_actor
+        from .service.inlineblobs import InlineBlobs
         from .store.engine import open_metadata_store
 
         base = settings or (Settings.from_env(home=Path(home)) if home else Settings.from_env())
@@ -83,10 +84,11 @@ class Registry(TrackingMethods, EventsMethods, DeploymentMethods):
 
             base = replace(base, **overrides)
         self.settings = base
+        store = open_metadata_store(base.db, base)
         self._ctx = Context(
             settings=base,
-            store=open_metadata_store(base.db, base),
-            blobs=open_blob_store(base.blobs, base),
+            store=store,
+            blobs=InlineBlobs(open_blob_store(base.blobs, base), store),
             clock=clock or utc_now,
             actor=check_actor(base.actor),
         )

@@ -62,6 +62,13 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL: how long a writer waits for another writer's lock before failing, in ms.",
     ),
     Setting(
+        "inline_blob_max",
+        "MODELVAULT_INLINE_BLOB_MAX",
+        "64KiB",
+        "Server: a file up to this size sent inside a registration is kept in the metadata "
+        "store, committed with its version, instead of as a blob file or object (0: never).",
+    ),
+    Setting(
         "s3_endpoint_url",
         "MODELVAULT_S3_ENDPOINT_URL",
         "boto3's (AWS)",
@@ -181,6 +188,7 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     sqlite_busy_ms: str = "60000"
     pg_lock_timeout_ms: str = "60000"
+    inline_blob_max: str = "64KiB"
     s3_endpoint_url: str = ""
     s3_region: str = ""
     s3_multipart_threshold: str = "64MiB"
@@ -214,6 +222,7 @@ class Settings:
             sqlite_synchronous=(source.get("MODELVAULT_SQLITE_SYNCHRONOUS") or "FULL").upper(),
             sqlite_busy_ms=source.get("MODELVAULT_SQLITE_BUSY_MS") or "60000",
             pg_lock_timeout_ms=source.get("MODELVAULT_PG_LOCK_TIMEOUT_MS") or "60000",
+            inline_blob_max=source.get("MODELVAULT_INLINE_BLOB_MAX") or "64KiB",
             s3_endpoint_url=source.get("MODELVAULT_S3_ENDPOINT_URL") or "",
             s3_region=source.get("MODELVAULT_S3_REGION") or "",
             s3_multipart_threshold=source.get("MODELVAULT_S3_MULTIPART_THRESHOLD") or "64MiB",

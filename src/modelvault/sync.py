@@ -34,10 +34,10 @@ def _send_blobs(local: Registry, remote: RemoteRegistry, digests: list[str]) -> 
     store: Any = local._ctx.blobs
     sent = 0
     for digest in remote._blobs.missing(digests):
-        if hasattr(store, "path_of"):
-            path = Path(store.path_of(digest))
+        path = Path(store.path_of(digest)) if hasattr(store, "path_of") else None
+        if path is not None and path.exists():
             remote._blobs.upload(path, digest, path.stat().st_size, None)
-        else:
+        else:  # an object store's, or one kept in the metadata store (inlineblobs)
             remote._blobs.put_bytes(store.read_bytes(digest))
         sent += 1
     return sent

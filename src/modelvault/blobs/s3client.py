@@ -20,6 +20,7 @@ from botocore.exceptions import (
 
 from .._version import __version__
 from ..errors import InvalidInput, StoreError
+from ..sizes import parse_size
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 MIN_PART_SIZE = 5 * MiB  # S3 refuses smaller parts, except the last
 MAX_PART_SIZE = 5 << 30
-_SIZE = re.compile(r"(\d+)\s*(b|k|kib|m|mib|g|gib)?", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": MiB, "mib": MiB}
-_UNITS |= {"g": 1 << 30, "gib": 1 << 30}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
 
 
@@ -48,7 +46,7 @@ class S3Options:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Options:
-        part_size = _size(settings.s3_part_size, "MODELVAULT_S3_PART_SIZE")
+        part_size = parse_size(settings.s3_part_size, "MODELVAULT_S3_PART_SIZE")
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise InvalidInput(
                 f"MODELVAULT_S3_PART_SIZE must be between 5MiB and 5GiB (S3's limits), "
@@ -59,7 +57,7 @@ class S3Options:
         return cls(
             endpoint_url=settings.s3_endpoint_url or None,
             region=settings.s3_region or None,
-            multipart_threshold=_size(
+            multipart_threshold=parse_size(
                 settings.s3_multipart_threshold, "MODELVAULT_S3_MULTIPART_THRESHOLD"
             ),
             part_size=part_size,
@@ -154,15 +152,6 @@ def http_status(exc: ClientError) -> int | None:
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _size(text: str, env: str) -> int:
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise InvalidInput(
-            f"{env} must be a size like 67108864, 64MiB or 1GiB, got {text!r}", field=env
-        )
-    return int(match[1]) * _UNITS[(match[2] or "").lower()]
 
 
 def _number(text: str, env: str, kind: type[float] | type[int], most: int) -> float:

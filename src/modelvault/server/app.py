@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._version import __version__
 from ..errors import PayloadTooLarge
 from ..registry import Registry
+from ..service.inlineblobs import inline_limit
 from ..settings import Settings
 from ..timeutil import Clock
 from ..wire import error_envelope
@@ -85,6 +86,8 @@ def create_app(
     (which the server then owns: it closes it when it stops)."""
     if registry is None:
         registry = Registry(settings=settings or Settings.from_env(), clock=clock)
+    # a wrong MODELVAULT_INLINE_BLOB_MAX stops the start, rather than every registration
+    inline_limit(registry.settings.inline_blob_max)
     if migrate:
         registry.upgrade_schema()
     app = Api(

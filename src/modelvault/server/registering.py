@@ -21,6 +21,7 @@ from ..registry import Registry
 from ..service import possession
 from ..service.artifacts import read_manifest
 from ..service.context import Context, check_actor
+from ..service.inlineblobs import inline_limit
 from ..service.versions import Imported, RegisterRequest, register
 from ..timeutil import from_text
 from ..wire import from_json
@@ -129,8 +130,13 @@ def register_uploaded(
             created_by=check_actor(body.pushed.created_by),
             digest=checked_digest(body.pushed.digest),
         )
-    for data in sent.values():
-        ctx.blobs.put_bytes(data)
+    # the small ones commit with the version, in the metadata store; the others are files or
+    # objects of the blob store, written first
+    most = inline_limit(ctx.settings.inline_blob_max)
+    inline = {digest: data for digest, data in sent.items() if len(data) <= most}
+    for digest, data in sent.items():
+        if digest not in inline:
+            ctx.blobs.put_bytes(data)
     req = RegisterRequest(
         model=model,
         path=None,
@@ -154,6 +160,7 @@ def register_uploaded(
         extra_blobs=list(body.extra_blobs),
         run_id=body.run,
         manifest=manifest,
+        inline=inline,
         imported=imported,
     )
     if body.run is not None and imported is None:  # from a run: its record fills the version

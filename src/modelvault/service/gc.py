@@ -51,6 +51,7 @@ NOT_SCANNED = {
     schema.audit_head.name,
     schema.audit_personal.name,
     schema.blob_uploads.name,  # who sent a blob's bytes: a permission, not a reference
+    schema.inline_blobs.name,  # blobs themselves (service/inlineblobs.py), not references
     VB.name,
     V.name,
     schema.run_metrics.name,

@@ -73,6 +73,9 @@ class RegisterRequest:
     run_id: str | None = None
     # Registering bytes a client already uploaded (server mode): the manifest names them all.
     manifest: Manifest | None = None
+    # Small blobs it sent inside the registration (checked against their digests): stored
+    # in the metadata store by the version's own transaction (service/inlineblobs.py).
+    inline: Mapping[str, bytes] = field(default_factory=dict)
     # Pushing a version registered offline (sync push): its number, time, author and digest.
     imported: Imported | None = None
 
@@ -219,7 +222,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
         manifest = store_files(scanned, ctx.blobs, progress=progress)
     elif req.manifest is not None:
         manifest = req.manifest
-        _check_uploaded(ctx, [f.digest for f in manifest.files] + [d for d, _ in req.extra_blobs])
+        named = [f.digest for f in manifest.files] + [d for d, _ in req.extra_blobs]
+        _check_uploaded(ctx, [d for d in named if d not in req.inline])
     else:
         body = manifest_bytes([])
         manifest = Manifest(digest=ctx.blobs.put_bytes(body).digest, files=())
@@ -302,6 +306,10 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             },
         ).scalar_one()
         _write_search_rows(conn, version_id, params, metrics, tags)
+        if req.inline:
+            from .inlineblobs import insert as insert_inline
+
+            insert_inline(conn, req.inline, to_text(at))
         if req.run_id is not None and (req.imported is None or _run_exists(conn, req.run_id)):
             _link_run(conn, version_id, req.run_id, project)
         links = [(pid, "parent") for _, pid in parents] + [

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -645,4 +646,15 @@ blob_uploads = Table(
     Column("digest", DIGEST, primary_key=True),
     Column("user", String(256), primary_key=True),
     Column("uploaded_at", TS, nullable=False),
+)
+
+# Small blobs a client sent inside a registration (MODELVAULT_INLINE_BLOB_MAX), written in
+# the version's own transaction instead of as files or objects (service/inlineblobs.py).
+inline_blobs = Table(
+    "mv_inline_blobs",
+    metadata,
+    Column("digest", DIGEST, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("stored_at", TS, nullable=False),
 )
