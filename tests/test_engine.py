@@ -199,10 +199,11 @@ def test_the_suite_vacuums_the_catalogs_where_autovacuum_is_off(tmp_path: Path) 
     assert all(after[name] >= before[name] + int(vacuumed) for name in CATALOGS)
 
 
-def _writing_in_thread(
-    store: MetadataStore, entered: threading.Event, release: threading.Event
-) -> threading.Thread:
-    """A thread holding a write transaction from *entered* until *release*."""
+@contextmanager
+def _writer_holding(store: MetadataStore) -> Iterator[tuple[threading.Thread, threading.Event]]:
+    """A thread inside a write transaction of *store* until the event given is set (or the
+    block ends)."""
+    entered, release = threading.Event(), threading.Event()
 
     def run() -> None:
         with store.write():
@@ -211,7 +212,12 @@ def _writing_in_thread(
 
     thread = threading.Thread(target=run)
     thread.start()
-    return thread
+    try:
+        assert entered.wait(10)
+        yield thread, release
+    finally:
+        release.set()
+        thread.join(10)
 
 
 def test_sqlite_writers_of_one_process_queue_before_they_begin(tmp_path: Path) -> None:
@@ -227,9 +233,6 @@ def test_sqlite_writers_of_one_process_queue_before_they_begin(tmp_path: Path) -
         if conn.get_execution_options().get("mv_write"):
             begun.append(threading.current_thread().name)
 
-    entered, release = threading.Event(), threading.Event()
-    first = _writing_in_thread(store, entered, release)
-    assert entered.wait(10)
     queue = store._writers
     assert queue is not None
     done: list[int] = []
@@ -238,16 +241,17 @@ def test_sqlite_writers_of_one_process_queue_before_they_begin(tmp_path: Path) -
         with store.write() as conn:
             done.append(conn.execute(text("SELECT 1")).scalar_one())
 
-    second = threading.Thread(target=write_second, name="second")
-    second.start()
-    deadline = time.monotonic() + 10
-    while queue.waiting == 0 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert queue.waiting == 1  # the second writer waits in the queue…
-    assert begun == [first.name]  # …without having begun a transaction
-    release.set()
-    first.join(10)
-    second.join(10)
+    with _writer_holding(store) as (first, release):
+        second = threading.Thread(target=write_second, name="second")
+        second.start()
+        deadline = time.monotonic() + 10
+        while queue.waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert queue.waiting == 1  # the second writer waits in the queue…
+        assert begun == [first.name]  # …without having begun a transaction
+        release.set()
+        first.join(10)
+        second.join(10)
     assert begun == [first.name, "second"] and done == [1]
     store.dispose()
 
@@ -256,15 +260,12 @@ def test_a_queued_sqlite_writer_gives_up_after_the_busy_timeout(tmp_path: Path) 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = open_metadata_store(url, _settings(MODELVAULT_SQLITE_BUSY_MS="200"))
     store.ensure_schema()
-    entered, release = threading.Event(), threading.Event()
-    first = _writing_in_thread(store, entered, release)
-    assert entered.wait(10)
-    try:
-        with pytest.raises(StoreError, match="stayed locked by another writer"), store.write():
-            pass
-    finally:
-        release.set()
-        first.join(10)
+    with (
+        _writer_holding(store),
+        pytest.raises(StoreError, match="stayed locked by another writer"),
+        store.write(),
+    ):
+        pass
     with store.write() as conn:  # the queue is free again
         assert conn.execute(text("SELECT 1")).scalar_one() == 1
     store.dispose()
@@ -286,10 +287,7 @@ def test_a_forked_child_is_not_held_by_a_writer_of_its_parent(tmp_path: Path) ->
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = open_metadata_store(url, _settings(MODELVAULT_SQLITE_BUSY_MS="3000"))
     store.ensure_schema()
-    entered, release = threading.Event(), threading.Event()
-    first = _writing_in_thread(store, entered, release)
-    assert entered.wait(10)
-    try:
+    with _writer_holding(store):
         pid = os.fork()
         if pid == 0:  # the child: the parent's writer is not here, so its turn never ends
             code = 1
@@ -302,8 +300,5 @@ def test_a_forked_child_is_not_held_by_a_writer_of_its_parent(tmp_path: Path) ->
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
-    finally:
-        release.set()
-        first.join(10)
     assert os.waitstatus_to_exitcode(status) == 0
     store.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import mmap
 import os
 import queue
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..canonical import DIGEST_PREFIX
+from ..canonical import DIGEST_PREFIX, sha256_digest
 from ..errors import IntegrityError, InvalidInput, StoreError
 
 CHUNK = 4 * 1024 * 1024
@@ -288,6 +289,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def verified(data: bytes, digest: str) -> bytes:
+    """*data* itself, or IntegrityError when it does not hash to *digest* (a corrupt blob)."""
+    if (actual := sha256_digest(data)) != digest:
+        raise IntegrityError(
+            f"blob {digest} is corrupt: its content hashes to {actual}", digest=digest
+        )
+    return data
+
+
+def materialize_bytes(
+    data: bytes, digest: str, dest: Path, progress: Progress | None = None
+) -> int:
+    """``materialize`` for bytes held in memory."""
+    return materialize(io.BytesIO(data), digest, dest, expected_size=len(data), progress=progress)
 
 
 def materialize(

@@ -17,7 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..canonical import DIGEST_PREFIX, hex_of, sha256_digest
-from ..errors import IntegrityError, NotFound, StoreError
+from ..errors import NotFound, StoreError
 from .base import PutResult, checked_digest
 from .copying import (
     FdSink,
@@ -28,6 +28,7 @@ from .copying import (
     ingest_file,
     materialize,
     store_error,
+    verified,
 )
 
 BLOB_MODE = 0o444
@@ -147,11 +148,7 @@ class LocalBlobStore:
             raise _missing(digest) from None
         except OSError as exc:
             raise StoreError(f"cannot read blob {digest}: {exc.strerror}", digest=digest) from None
-        if verify and (actual := sha256_digest(data)) != digest:
-            raise IntegrityError(
-                f"blob {digest} is corrupt: its content hashes to {actual}", digest=digest
-            )
-        return data
+        return verified(data, digest) if verify else data
 
     def copy_to(
         self, digest: str, dest: Path, *, progress: Callable[[int], None] | None = None

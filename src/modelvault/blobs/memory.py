@@ -6,16 +6,15 @@ same careful way (temp file, verify, rename) as the local store.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..canonical import sha256_digest
-from ..errors import IntegrityError, NotFound
+from ..errors import NotFound
 from .base import PutResult, checked_digest
-from .copying import BufferSink, ingest_file, materialize
+from .copying import BufferSink, ingest_file, materialize_bytes, verified
 
 
 class MemoryBlobStore:
@@ -54,19 +53,12 @@ class MemoryBlobStore:
 
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         data = self._get(digest)
-        if verify and (actual := sha256_digest(data)) != digest:
-            raise IntegrityError(
-                f"blob {digest} is corrupt: its content hashes to {actual}", digest=digest
-            )
-        return data
+        return verified(data, digest) if verify else data
 
     def copy_to(
         self, digest: str, dest: Path, *, progress: Callable[[int], None] | None = None
     ) -> int:
-        data = self._get(digest)
-        return materialize(
-            io.BytesIO(data), digest, Path(dest), expected_size=len(data), progress=progress
-        )
+        return materialize_bytes(self._get(digest), digest, Path(dest), progress)
 
     def verify(self, digest: str) -> bool:
         return sha256_digest(self._get(digest)) == digest
