@@ -177,3 +177,17 @@ def test_a_download_of_an_inline_blob_is_refused_to_other_projects(
     with httpx.Client(base_url=server.url + "/api/v1", timeout=30) as api:
         got = api.get(f"/blobs/{sha(b'secret')}", headers={"Authorization": f"Bearer {token}"})
     assert got.status_code == 404 and b"secret" not in got.content
+
+
+def test_a_blob_kept_both_ways_is_as_young_as_its_younger_copy(server: LiveServer) -> None:
+    # an old row and a file just written (or reused) with the same bytes: gc's grace period
+    # protects the file, so it must not sweep the pair by the row's time
+    old = to_text(datetime.now(UTC) - timedelta(days=2))
+    with server.registry._ctx.store.write() as conn:
+        inlineblobs.insert(conn, {sha(b"both"): b"both"}, old)
+    _files(server.registry).put_bytes(b"both")  # type: ignore[attr-defined]
+    assert server.registry.gc(grace_seconds=3600)["blobs"] == 0
+    assert sha(b"both") in _rows(server.registry)
+    assert server.registry.gc(grace_seconds=0)["blobs"] == 1  # then both copies go
+    assert sha(b"both") not in _rows(server.registry)
+    assert not _files(server.registry).exists(sha(b"both"))  # type: ignore[attr-defined]
