@@ -17,6 +17,7 @@ other way. Garbage collection lists and deletes rows as it does files.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,37 +34,40 @@ from ..timeutil import from_text
 _T = schema.inline_blobs
 
 
+@cache
 def inline_limit(text: str) -> int:
     """``MODELVAULT_INLINE_BLOB_MAX`` in bytes (0: nothing is kept inline)."""
     return parse_size(text, "MODELVAULT_INLINE_BLOB_MAX")
 
 
-def insert(conn: Connection, blobs: Mapping[str, bytes], at: str) -> None:
-    """Store *blobs* (digest -> bytes, each already checked against its digest) in the
-    transaction of *conn*."""
-    if not blobs:
-        return
-    upsert: Executable
-    # a digest already held is stored again "now", as a reused blob file is touched: garbage
-    # collection sees it as young (its grace period), whatever version it was first sent with
-    if conn.dialect.name == "postgresql":
+@cache
+def _upsert(dialect: str) -> Executable:
+    """The dialect's INSERT of rows: a digest already held is stored again "now", as a reused
+    blob file is touched, so garbage collection sees it as young (its grace period), whatever
+    version it was first sent with. Loaded with the dialect in use only."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         pg = pg_insert(_T)
-        upsert = pg.on_conflict_do_update(
+        return pg.on_conflict_do_update(
             index_elements=[_T.c.digest], set_={"stored_at": pg.excluded.stored_at}
         )
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        lite = sqlite_insert(_T)
-        upsert = lite.on_conflict_do_update(
-            index_elements=[_T.c.digest], set_={"stored_at": lite.excluded.stored_at}
-        )
-    conn.execute(
-        upsert,
-        [{"digest": d, "size": len(b), "data": b, "stored_at": at} for d, b in blobs.items()],
+    lite = sqlite_insert(_T)
+    return lite.on_conflict_do_update(
+        index_elements=[_T.c.digest], set_={"stored_at": lite.excluded.stored_at}
     )
+
+
+def insert(conn: Connection, blobs: Mapping[str, bytes], at: str) -> None:
+    """Store *blobs* (digest -> bytes, each already checked against its digest) in the
+    transaction of *conn*."""
+    if blobs:
+        conn.execute(
+            _upsert(conn.dialect.name),
+            [{"digest": d, "size": len(b), "data": b, "stored_at": at} for d, b in blobs.items()],
+        )
 
 
 class InlineBlobs:

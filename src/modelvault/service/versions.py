@@ -36,6 +36,7 @@ from ..refs import Ref
 from ..store import schema
 from ..store import statements as sql
 from ..timeutil import from_text, to_text
+from . import inlineblobs
 from .context import Context, ensure_project, model_row, version_query, version_row
 from .records import make_record, version_from_row
 
@@ -306,10 +307,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             },
         ).scalar_one()
         _write_search_rows(conn, version_id, params, metrics, tags)
-        if req.inline:
-            from .inlineblobs import insert as insert_inline
-
-            insert_inline(conn, req.inline, to_text(at))
+        inlineblobs.insert(conn, req.inline, to_text(at))
         if req.run_id is not None and (req.imported is None or _run_exists(conn, req.run_id)):
             _link_run(conn, version_id, req.run_id, project)
         links = [(pid, "parent") for _, pid in parents] + [
