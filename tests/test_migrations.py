@@ -123,14 +123,84 @@ def test_schema_py_and_the_migration_head_agree(reg: Registry) -> None:
         command.upgrade(migrate._config(conn), HEAD)
     engine = engine_for(reg.settings.db)
     with engine.connect() as conn:
-        diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata
+        # an index schema.py builds on the other kind of database only is not missing here
+        only_here = schema.compared_on(engine.dialect.name)
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": only_here}
         )
+        diff = compare_metadata(context, schema.metadata)
     engine.dispose()
     assert diff == [], (
         "schema.py differs from what the migrations build; add a revision "
         "(docs/migrations.md): " + repr(diff)
     )
+
+
+SEARCH_INDEXES = {
+    ("mv_version_params", "ix_params_key_num"),
+    ("mv_version_params", "ix_params_key_text"),
+    ("mv_version_metrics", "ix_metrics_key_value"),
+    ("mv_version_tags", "ix_tags_key_value"),
+}
+
+
+def _search_indexes(url: str) -> set[tuple[str, str]]:
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        db = inspect(conn)
+        found = {
+            (table, str(i["name"]))
+            for table, _ in SEARCH_INDEXES
+            for i in db.get_indexes(table)
+            if i["name"] in {name for _, name in SEARCH_INDEXES}
+        }
+    engine.dispose()
+    return found
+
+
+def test_the_key_value_search_indexes_exist_on_postgresql_only(
+    backend: str, db_url: str, tmp_path: Path
+) -> None:
+    """SQLite's plans never use them (they probe each version's primary key), so a new
+    SQLite store does not pay for them on every registration; PostgreSQL's do."""
+    store = open_metadata_store(db_url, Settings.from_env(env={}, home=tmp_path))
+    try:
+        migrate.upgrade(store)
+    finally:
+        store.dispose()
+    expected = SEARCH_INDEXES if backend == "postgresql" else set()
+    assert _search_indexes(db_url) == expected
+
+
+def test_revision_0018_drops_the_search_indexes_on_sqlite_and_keeps_the_rows(
+    backend: str, reg: Registry, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    with reg._ctx.store.migrating() as conn:
+        command.upgrade(migrate._config(conn), "0017")
+    assert _search_indexes(reg.settings.db) == SEARCH_INDEXES
+    _sql(
+        reg,
+        "INSERT INTO mv_projects (name, created_by, created_at) "
+        "VALUES ('kept', 'alice', '2026-03-01T09:00:00.000000Z')",
+    )
+    done = reg.upgrade_schema()
+    assert done.applied == ("0018",)
+    assert _search_indexes(reg.settings.db) == (
+        SEARCH_INDEXES if backend == "postgresql" else set()
+    )
+    v = reg.register(
+        "m", write_model(tmp_path, "a", b"a"), tags={"team": "ops"}, capture_environment=False
+    )
+    assert reg.search('tags.team = "ops"') == [v]
+    engine = engine_for(reg.settings.db)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM mv_projects WHERE name = 'kept'")).all()
+    engine.dispose()
+    with reg._ctx.store.migrating() as conn:  # and back
+        command.downgrade(migrate._config(conn), "0017")
+    assert _search_indexes(reg.settings.db) == SEARCH_INDEXES
 
 
 def test_a_new_store_is_migrated_on_first_use(reg: Registry, tmp_path: Path) -> None:

@@ -489,6 +489,15 @@ INSERT INTO {schema.version_tags.name} (version_id, key, value)
 SELECT %(v)s, k, x FROM unnest(%(tk)s::text[], %(tx)s::text[]) AS u(k, x)
 """
 
+_SQLITE_PARAMS = (
+    f"INSERT INTO {schema.version_params.name} (version_id, key, value_text, value_num) "
+    "VALUES (?, ?, ?, ?)"
+)
+_SQLITE_METRICS = (
+    f"INSERT INTO {schema.version_metrics.name} (version_id, key, value) VALUES (?, ?, ?)"
+)
+_SQLITE_TAGS = f"INSERT INTO {schema.version_tags.name} (version_id, key, value) VALUES (?, ?, ?)"
+
 
 def _write_search_rows(
     conn: Connection,
@@ -512,29 +521,17 @@ def _write_search_rows(
             },
         )
         return
+    # SQLite: the driver's executemany with plain tuples (a third of the CPU of the same rows
+    # as dictionaries through a compiled insert)
     if params:
-        conn.execute(
-            sql.INSERT_PARAMS,
-            [
-                {
-                    "version_id": version_id,
-                    "key": k,
-                    "value_text": _param_text(v),
-                    "value_num": _param_num(v),
-                }
-                for k, v in params.items()
-            ],
+        conn.exec_driver_sql(
+            _SQLITE_PARAMS,
+            [(version_id, k, _param_text(v), _param_num(v)) for k, v in params.items()],
         )
     if metrics:
-        conn.execute(
-            sql.INSERT_METRICS,
-            [{"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()],
-        )
+        conn.exec_driver_sql(_SQLITE_METRICS, [(version_id, k, v) for k, v in metrics.items()])
     if tags:
-        conn.execute(
-            sql.INSERT_TAGS,
-            [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()],
-        )
+        conn.exec_driver_sql(_SQLITE_TAGS, [(version_id, k, v) for k, v in tags.items()])
 
 
 def _param_num(value: Any) -> float | None:

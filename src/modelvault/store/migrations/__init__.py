@@ -4,4 +4,4 @@
 importing alembic; a test keeps it equal to the head of ``versions/``.
 """
 
-HEAD = "0017"
+HEAD = "0018"

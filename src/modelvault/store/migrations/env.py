@@ -3,7 +3,7 @@ hands over, inside the transaction that holds the migration lock."""
 
 from alembic import context
 
-from modelvault.store.schema import metadata
+from modelvault.store.schema import compared_on, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -17,6 +17,7 @@ context.configure(
     # SQLite cannot ALTER most things; batch mode rebuilds the table instead
     render_as_batch=True,
     compare_type=True,
+    include_object=compared_on(connection.dialect.name),
 )
 with context.begin_transaction():
     context.run_migrations()
