@@ -131,7 +131,10 @@ def test_own_approval_and_gate_exit_codes(cli: CLI, tmp_path: Path) -> None:
     assert code == 5 and "someone moved it" in err
 
 
-def test_corrupt_blob_makes_pull_fail_naming_the_file(cli: CLI, tmp_path: Path, home: Path) -> None:
+def test_corrupt_blob_makes_pull_fail_naming_the_file(
+    cli: CLI, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELVAULT_INLINE_BLOB_MAX", "0")  # a blob file, not a row
     v = cli.json("register", "m", str(write_model(tmp_path, "a", b"precious weights")))
     blob_dirs = home / "blobs" / "sha256"
     target = None
@@ -146,6 +149,24 @@ def test_corrupt_blob_makes_pull_fail_naming_the_file(cli: CLI, tmp_path: Path, 
     assert "model.bin" in err and "does not match" in err
     assert not (tmp_path / "out" / "model.bin").exists()
     assert v["number"] == 1
+
+
+def test_corrupt_inline_blob_makes_pull_fail_naming_the_file(
+    cli: CLI, tmp_path: Path, db_url: str
+) -> None:
+    cli.json("register", "m", str(write_model(tmp_path, "a", b"precious weights")))
+    engine = engine_for(db_url)
+    with engine.begin() as db:  # the small file is kept in the metadata store
+        changed = db.execute(
+            text("UPDATE mv_inline_blobs SET data = :bad WHERE data = :good"),
+            {"bad": b"tampered weights", "good": b"precious weights"},
+        ).rowcount
+    engine.dispose()
+    assert changed == 1
+    code, _out, err = cli.run("pull", "m:1", str(tmp_path / "out"))
+    assert code == 8
+    assert "model.bin" in err and "does not match" in err
+    assert not (tmp_path / "out" / "model.bin").exists()
 
 
 def test_audit_verify_exit_code_names_the_sequence(cli: CLI, tmp_path: Path, db_url: str) -> None:

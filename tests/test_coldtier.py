@@ -8,13 +8,17 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
 from modelvault import IntegrityError, InvalidInput, Registry, Settings
 from modelvault.blobs import open_blob_store
 from modelvault.blobs.local import LocalBlobStore
+from modelvault.store import schema
+from modelvault.timeutil import to_text
 
 from .conftest import FakeClock, write_model
 from .s3_helpers import REGION, overwrite, raw_client
@@ -44,7 +48,8 @@ def cold_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def coldreg(settings: Settings, clock: FakeClock, cold_dir: Path) -> Iterator[Registry]:
-    reg = _registry(settings, clock, str(cold_dir))
+    # blob files here (what _hot and _age see); test_blobs_kept_inline_... covers the rows
+    reg = _registry(settings, clock, str(cold_dir), inline_blob_max="0")
     yield reg
     reg.close()
 
@@ -120,6 +125,31 @@ def test_archive_moves_the_bytes_and_pull_restores_them_verified(
     assert two in _hot(reg) and cold.exists(two)
     assert reg.restore("fraud:2")["restored"] is False
     assert reg.verify_audit().ok
+
+
+def test_blobs_kept_inline_are_archived_swept_and_restored_verified(
+    settings: Settings, clock: FakeClock, cold_dir: Path, tmp_path: Path
+) -> None:
+    t = schema.inline_blobs
+    with _registry(settings, clock, str(cold_dir)) as reg:  # small files are rows here
+        contents = _three(reg, tmp_path)
+        two, two_manifest = _file_digest(reg, "fraud:2"), reg.get("fraud:2").artifact_digest
+
+        def rows() -> set[str]:
+            with reg._ctx.store.read() as conn:
+                return set(conn.execute(select(t.c.digest)).scalars())
+
+        assert {two, two_manifest} <= rows() and not _hot(reg)
+        with reg._ctx.store.write() as conn:  # stored two hours ago
+            conn.execute(update(t).values(stored_at=to_text(clock.now - timedelta(hours=2))))
+        assert [x["action"] for x in reg.apply_retention()] == ["archived", "archived"]
+        cold = LocalBlobStore(cold_dir)
+        assert cold.verify(two) and cold.verify(two_manifest)
+        assert two not in rows() and two_manifest not in rows()  # swept from the hot side
+        assert _file_digest(reg, "fraud:1") in rows()  # fraud:3 still needs it
+        reg.pull("fraud:2", tmp_path / "out")
+        assert (tmp_path / "out" / "model.bin").read_bytes() == contents[2]
+        assert reg.archive_of("fraud:2") is None and reg._ctx.blobs.verify(two)
 
 
 def test_a_corrupt_cold_copy_fails_the_restore_and_leaves_hot_untouched(

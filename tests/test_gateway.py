@@ -5,15 +5,16 @@ caller, and readiness when the store goes away."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from modelvault import Registry
+from modelvault.store import schema
 
 from .deploy_helpers import (
     ROWS,
@@ -177,9 +178,11 @@ def test_a_release_failing_its_digest_on_load_is_never_routed_to(
         "production",
         {"arms": [{"release": "fraud:2", "weight": 50}, {"release": "fraud:1", "weight": 50}]},
     )
-    blob = live._ctx.blobs.path_of(live.manifest("fraud:2").files[0].digest)  # type: ignore[attr-defined]
-    os.chmod(blob, 0o644)
-    blob.write_bytes(b"tampered")
+    digest = live.manifest("fraud:2").files[0].digest
+    t = schema.inline_blobs  # a small model file is kept in the metadata store
+    with live._ctx.store.write() as conn:
+        tampered = conn.execute(update(t).where(t.c.digest == digest).values(data=b"x"))
+    assert tampered.rowcount == 1
     c = client()
     table = c.get("/v1/models").json()["models"]["fraud"]
     assert table["loaded"] == ["fraud:1"] and "fraud:2" in table["failed"]

@@ -8,15 +8,23 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from modelvault import Conflict, InvalidInput, NotFound, Registry
+from modelvault import Conflict, InvalidInput, NotFound, Registry, Settings
 
 from .conftest import write_model
 
 Opener = Callable[[str], Registry]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every blob a file here, which the tests count and age on disk; gc of the rows that
+    small files are kept as by default is tested in test_inline_blobs.py."""
+    return replace(settings, inline_blob_max="0")
 
 
 def _blob_files(reg: Registry) -> dict[str, Path]:

@@ -29,6 +29,7 @@ def s3reg(
             s3_region=REGION,
             s3_timeout="5",
             s3_max_attempts="2",
+            inline_blob_max="0",  # every blob an object, which the tests list
         ),
         clock=clock,
     )

@@ -191,3 +191,102 @@ def test_a_blob_kept_both_ways_is_as_young_as_its_younger_copy(server: LiveServe
     assert server.registry.gc(grace_seconds=0)["blobs"] == 1  # then both copies go
     assert sha(b"both") not in _rows(server.registry)
     assert not _files(server.registry).exists(sha(b"both"))  # type: ignore[attr-defined]
+
+
+# Local registrations (SDK, CLI) keep small files the same way (manifest.stage_files).
+
+
+def test_a_small_file_registered_locally_is_kept_with_its_version(
+    reg: Registry, tmp_path: Path
+) -> None:
+    weights = b"w" * LIMIT
+    v = reg.register("fraud", write_model(tmp_path, "m", weights), capture_environment=False)
+    rows = _rows(reg)
+    assert rows[sha(weights)][0] == weights and v.artifact_digest in rows  # and the manifest
+    files = _files(reg)
+    assert not files.exists(sha(weights)) and not files.exists(v.artifact_digest)  # type: ignore[attr-defined]
+    reg.pull("fraud:1", tmp_path / "out")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == weights
+    assert reg.manifest("fraud:1").files[0].digest == sha(weights)
+    assert reg._ctx.blobs.verify(sha(weights)) and reg._ctx.blobs.verify(v.artifact_digest)
+
+
+def test_a_local_file_above_the_limit_or_past_the_total_is_a_blob_file(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = b"b" * (LIMIT + 1)
+    reg.register("fraud", write_model(tmp_path, "big", big), capture_environment=False)
+    assert sha(big) not in _rows(reg) and _files(reg).exists(sha(big))  # type: ignore[attr-defined]
+    # a registration keeps at most keep_total bytes inline; the files past it are stored
+    from modelvault import manifest
+
+    staged = manifest.stage_files
+    monkeypatch.setattr(
+        versions,
+        "stage_files",
+        lambda *a, **kw: staged(*a, **kw, keep_total=10),
+    )
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for name, data in (("a", b"a" * 6), ("b", b"b" * 6)):
+        (folder / name).write_bytes(data)
+    reg.register("fraud", folder, capture_environment=False)
+    rows = _rows(reg)
+    assert sha(b"a" * 6) in rows and sha(b"b" * 6) not in rows  # 6 + 6 > 10
+    assert _files(reg).exists(sha(b"b" * 6))  # type: ignore[attr-defined]
+    reg.pull("fraud:2", tmp_path / "out")
+    assert (tmp_path / "out" / "b").read_bytes() == b"b" * 6
+
+
+def test_a_local_limit_of_zero_keeps_every_blob_a_file(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    env = {"MODELVAULT_INLINE_BLOB_MAX": "0"}
+    with Registry(settings=Settings.from_env(env=env, home=home), actor="alice") as local:
+        v = local.register(
+            "fraud", write_model(tmp_path, "m", b"weights"), capture_environment=False
+        )
+        assert _rows(local) == {}
+        assert _files(local).exists(sha(b"weights"))  # type: ignore[attr-defined]
+        assert _files(local).exists(v.artifact_digest)  # type: ignore[attr-defined]
+
+
+def test_a_wrong_limit_fails_a_local_registration_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    env = {"MODELVAULT_INLINE_BLOB_MAX": "lots"}
+    with Registry(settings=Settings.from_env(env=env, home=home), actor="alice") as local:
+        with pytest.raises(InvalidInput, match="MODELVAULT_INLINE_BLOB_MAX must be a size"):
+            local.register("fraud", write_model(tmp_path, "m", b"w"), capture_environment=False)
+        assert local.models() == [] and _rows(local) == {}
+
+
+def test_local_bytes_and_version_commit_together_or_not_at_all(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise StoreError("the audit log refused the event")
+
+    monkeypatch.setattr(versions, "append", refused)  # after the rows went in
+    with pytest.raises(StoreError, match="refused the event"):
+        reg.register("fraud", write_model(tmp_path, "a", b"one"), capture_environment=False)
+    monkeypatch.undo()
+    assert reg.models() == [] and _rows(reg) == {}
+    assert not _files(reg).exists(sha(b"one"))  # type: ignore[attr-defined]
+
+
+def test_a_small_file_that_changes_while_it_is_read_is_refused(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelvault import manifest
+
+    folder = write_model(tmp_path, "m", b"before")
+    scanned = manifest.scan
+
+    def scan_then_grow(root: Path) -> list[manifest.ScannedFile]:
+        found = scanned(root)
+        (folder / "model.bin").write_bytes(b"after, and longer")  # between scan and read
+        return found
+
+    monkeypatch.setattr(versions, "scan", scan_then_grow)
+    with pytest.raises(InvalidInput, match="changed while it was being read"):
+        reg.register("fraud", folder, capture_environment=False)
+    assert reg.models() == [] and _rows(reg) == {}

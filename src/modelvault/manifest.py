@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .blobs.base import BlobStore
+from .blobs.copying import BufferSink, ingest_file
 from .canonical import canonical_json, is_digest, sha256_digest
 from .domain import FileEntry, Manifest
 from .errors import IntegrityError, InvalidInput
@@ -226,14 +227,44 @@ def store_files(
     files: Sequence[ScannedFile], store: BlobStore, progress: Callable[[int], None] | None = None
 ) -> Manifest:
     """Store each scanned file, then the manifest listing them."""
+    return stage_files(files, store, -1, progress)[0]
+
+
+def stage_files(
+    files: Sequence[ScannedFile],
+    store: BlobStore,
+    keep_up_to: int,
+    progress: Callable[[int], None] | None = None,
+    *,
+    keep_total: int = 4 << 20,
+) -> tuple[Manifest, dict[str, bytes]]:
+    """Store each scanned file, then the manifest listing them, except those of at most
+    *keep_up_to* bytes (none when it is negative), up to *keep_total* bytes in all: their
+    bytes, read and hashed with the same checks, come back by digest instead, for the caller
+    to keep with the version's record (``service/inlineblobs.py``)."""
+    kept: dict[str, bytes] = {}
     entries: list[FileEntry] = []
+    room = keep_total
     for item in files:
-        result = store.put_file(item.source, progress=progress)
-        if result.size != item.size:
+        if item.size <= keep_up_to and item.size <= room:
+            read = BufferSink()
+            copied = ingest_file(item.source, read, progress)
+            digest, size = copied.digest, copied.size
+            kept[digest] = bytes(read.data)
+            room -= size
+        else:
+            stored = store.put_file(item.source, progress=progress)
+            digest, size = stored.digest, stored.size
+        if size != item.size:
             raise InvalidInput(f"file changed while it was being read: {item.path}", path=item.path)
-        entries.append(FileEntry(item.path, result.size, result.digest, item.mode))
-    stored = store.put_bytes(manifest_bytes(entries))
-    return Manifest(stored.digest, tuple(sorted(entries, key=lambda f: f.path)))
+        entries.append(FileEntry(item.path, size, digest, item.mode))
+    body = manifest_bytes(entries)
+    if len(body) <= keep_up_to:
+        named = sha256_digest(body)
+        kept[named] = body
+    else:
+        named = store.put_bytes(body).digest
+    return Manifest(named, tuple(sorted(entries, key=lambda f: f.path))), kept
 
 
 def build_manifest(

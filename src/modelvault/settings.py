@@ -65,8 +65,10 @@ SETTINGS: tuple[Setting, ...] = (
         "inline_blob_max",
         "MODELVAULT_INLINE_BLOB_MAX",
         "64KiB",
-        "Server: a file up to this size sent inside a registration is kept in the metadata "
-        "store, committed with its version, instead of as a blob file or object (0: never).",
+        "A registered file (and a manifest) up to this size is kept in the metadata store, "
+        "committed with its version, instead of as a blob file or object (0: never); at most "
+        "4 MiB of them per registration. Applies to local registrations and to those a server "
+        "receives.",
     ),
     Setting(
         "s3_endpoint_url",

@@ -108,6 +108,7 @@ def test_persistent_503_fails_a_registration_that_leaves_nothing(
     proxy: FaultProxy, moto_endpoint: str, s3_bucket: str, tmp_path: Path, model_dir: Path
 ) -> None:
     env = s3_env(proxy.url, s3_bucket, **{**FAST, "MODELVAULT_S3_MAX_ATTEMPTS": "2"})
+    env["MODELVAULT_INLINE_BLOB_MAX"] = "0"  # the small files are objects too, PUT each
     settings = Settings.from_env(env=env, home=tmp_path / "home", actor="alice")
     proxy.fail(503, method_is("PUT"))
     with Registry(settings=settings) as reg:

@@ -1,9 +1,10 @@
 """Small blobs kept in the metadata store, committed in the transaction of the version that
 names them.
 
-A client registering through the server sends its small files inside the registration
-(``remote.INLINE_FILE``). Each one up to ``MODELVAULT_INLINE_BLOB_MAX`` (64 KiB by default)
-is written as a row of ``mv_inline_blobs`` by the version's own transaction, instead of as a
+A local registration reads its small files into memory (``manifest.stage_files``); a client
+registering through the server sends them inside the registration (``remote.INLINE_FILE``).
+Each one up to ``MODELVAULT_INLINE_BLOB_MAX`` (64 KiB by default), and the manifest, is
+written as a row of ``mv_inline_blobs`` by the version's own transaction, instead of as a
 file of the local store (a new inode, its fsync, its directory's fsync) or an S3 object (a
 PUT each): the bytes and the record that names them commit together, or neither does.
 (SQLite's own measurements find blobs under about 100 KB faster to read from the database

@@ -31,7 +31,7 @@ from ..limits import (
     check_tags,
     check_text,
 )
-from ..manifest import manifest_bytes, scan, store_files
+from ..manifest import manifest_bytes, scan, stage_files
 from ..refs import Ref
 from ..store import schema
 from ..store import statements as sql
@@ -218,9 +218,13 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
 
     # Bytes first: blobs are write-once and harmless if the transaction below never commits.
     blob_roles: list[tuple[str, str]] = []
+    inline: Mapping[str, bytes] = req.inline
     if scanned is not None:
         progress = req.progress(sum(f.size for f in scanned)) if req.progress else None
-        manifest = store_files(scanned, ctx.blobs, progress=progress)
+        # small files are kept with the record, as the server keeps those sent inline
+        most = inlineblobs.inline_limit(ctx.settings.inline_blob_max)
+        manifest, kept = stage_files(scanned, ctx.blobs, most, progress)
+        inline = {**inline, **kept}
     elif req.manifest is not None:
         manifest = req.manifest
         named = [f.digest for f in manifest.files] + [d for d, _ in req.extra_blobs]
@@ -307,7 +311,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             },
         ).scalar_one()
         _write_search_rows(conn, version_id, params, metrics, tags)
-        inlineblobs.insert(conn, req.inline, to_text(at))
+        inlineblobs.insert(conn, inline, to_text(at))
         if req.run_id is not None and (req.imported is None or _run_exists(conn, req.run_id)):
             _link_run(conn, version_id, req.run_id, project)
         links = [(pid, "parent") for _, pid in parents] + [
