@@ -98,7 +98,7 @@ def download(digest: str, who: Who) -> Response:
     blobs: Any = who.base._ctx.blobs
     headers = {"X-Digest": digest}
     held = blobs.held(digest) if hasattr(blobs, "held") else None
-    if held is not None:  # kept in the metadata store (a small file sent with its version)
+    if held is not None:  # kept in the metadata store (a small file of a registration)
         return Response(held, media_type="application/octet-stream", headers=headers)
     if hasattr(blobs, "path_of"):
         path = blobs.path_of(digest)

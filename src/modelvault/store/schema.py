@@ -61,17 +61,13 @@ def postgresql_only(index: Index) -> None:
     _POSTGRESQL_ONLY.add(str(index.name))
 
 
-def builds(index_name: str, dialect: str) -> bool:
-    """Whether a database of kind *dialect* has the index *index_name* of this schema."""
-    return dialect == "postgresql" or index_name not in _POSTGRESQL_ONLY
-
-
 def compared_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     """Alembic's ``include_object`` for comparing a database of kind *dialect* with this
     schema: an index built on the other kind only is not missing from it."""
 
     def include(obj: Any, name: str | None, kind: str, reflected: bool, _: Any) -> bool:
-        return reflected or kind != "index" or builds(str(name), dialect)
+        built = dialect == "postgresql" or name not in _POSTGRESQL_ONLY
+        return reflected or kind != "index" or built
 
     return include
 
@@ -680,8 +676,8 @@ blob_uploads = Table(
     Column("uploaded_at", TS, nullable=False),
 )
 
-# Small blobs a client sent inside a registration (MODELVAULT_INLINE_BLOB_MAX), written in
-# the version's own transaction instead of as files or objects (service/inlineblobs.py).
+# Small files of a registration, local or sent to a server (MODELVAULT_INLINE_BLOB_MAX),
+# written in the version's own transaction instead of as files or objects (service/inlineblobs.py).
 inline_blobs = Table(
     "mv_inline_blobs",
     metadata,
