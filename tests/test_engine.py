@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Connection, event, make_url, text
 
 from modelvault import InvalidInput, Registry, Settings, StoreError
-from modelvault.store.engine import MetadataStore, open_metadata_store
+from modelvault.store.engine import MetadataStore, WouldWait, open_metadata_store, unwaiting
 
 from .backends import PG_URL, pg_schema
 
@@ -302,3 +302,145 @@ def test_a_forked_child_is_not_held_by_a_writer_of_its_parent(tmp_path: Path) ->
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     store.dispose()
+
+
+def test_the_stores_engines_dispatch_no_connection_events(tmp_path: Path) -> None:
+    # a connection event listener (SQLAlchemy's "begin" was one) makes SQLAlchemy dispatch
+    # events around every statement: each backend begins its transactions itself instead
+    sqlite = open_metadata_store(f"sqlite:///{tmp_path / 'r.db'}", _settings())
+    sqlite.ensure_schema()
+    with sqlite.write() as conn:
+        conn.execute(text("SELECT 1"))
+    assert not sqlite.engine._has_events
+    sqlite.dispose()
+    with pg_schema() as url:
+        pg = open_metadata_store(url, _settings())
+        pg.ensure_schema()
+        with pg.write() as conn:
+            conn.execute(text("SELECT 1"))
+        assert not pg.engine._has_events
+        pg.dispose()
+
+
+def _count_rows(store: MetadataStore) -> int:
+    with store.read() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM mv_projects")).scalar_one())
+
+
+def _add_project(conn: Connection, name: str) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO mv_projects (name, created_by, created_at)"
+            " VALUES (:n, 'test', '2026-01-01T00:00:00Z')"
+        ),
+        {"n": name},
+    )
+
+
+@contextmanager
+def _foreign_writer(db: Path) -> Iterator[None]:
+    """Another process's writer, as SQLite sees it: a connection of its own (not this
+    process's queue) inside BEGIN IMMEDIATE for the block."""
+    import sqlite3
+
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_an_unwaiting_write_begins_when_the_database_is_free(tmp_path: Path) -> None:
+    store = open_metadata_store(f"sqlite:///{tmp_path / 'r.db'}", _settings())
+    store.ensure_schema()
+    before = _count_rows(store)
+    with unwaiting(), store.write() as conn:
+        _add_project(conn, "p1")
+    assert _count_rows(store) == before + 1
+    store.dispose()
+
+
+def test_an_unwaiting_write_does_not_queue_behind_this_processs_writer(tmp_path: Path) -> None:
+    store = open_metadata_store(
+        f"sqlite:///{tmp_path / 'r.db'}", _settings(MODELVAULT_SQLITE_BUSY_MS="20000")
+    )
+    store.ensure_schema()
+    before = _count_rows(store)
+    with _writer_holding(store):
+        t0 = time.monotonic()
+        with pytest.raises(WouldWait), unwaiting(), store.write() as conn:
+            _add_project(conn, "p1")
+        assert time.monotonic() - t0 < 5  # not the 20 s busy timeout
+    assert _count_rows(store) == before  # nothing written
+    store.dispose()
+
+
+def test_an_unwaiting_write_does_not_wait_for_another_processs_writer(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    store = open_metadata_store(f"sqlite:///{db}", _settings(MODELVAULT_SQLITE_BUSY_MS="20000"))
+    store.ensure_schema()
+    before = _count_rows(store)
+    with _foreign_writer(db):
+        t0 = time.monotonic()
+        with pytest.raises(WouldWait), unwaiting(), store.write() as conn:
+            _add_project(conn, "p1")
+        assert time.monotonic() - t0 < 5
+    assert _count_rows(store) == before
+    # the connection waits again as configured: a writer that finds the database locked
+    # for a moment gets it once the other one is done
+    with _foreign_writer(db):
+        done: list[bool] = []
+
+        def write() -> None:
+            with store.write() as conn:
+                _add_project(conn, "p2")
+            done.append(True)
+
+        waiter = threading.Thread(target=write)
+        waiter.start()
+        time.sleep(0.3)
+        assert not done  # waiting for the lock, not failed at once
+    waiter.join(20)
+    assert done == [True] and _count_rows(store) == before + 1
+    store.dispose()
+
+
+def test_only_the_first_write_of_an_unwaiting_block_may_refuse_to_wait(tmp_path: Path) -> None:
+    # once one write has committed, running the block again elsewhere would repeat it: the
+    # writes after it wait as any other
+    db = tmp_path / "r.db"
+    store = open_metadata_store(f"sqlite:///{db}", _settings(MODELVAULT_SQLITE_BUSY_MS="20000"))
+    store.ensure_schema()
+    before = _count_rows(store)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _foreign_writer(db):
+            locked.set()
+            release.wait(10)
+
+    with unwaiting():
+        with store.write() as conn:
+            _add_project(conn, "p1")
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert locked.wait(10)
+        threading.Timer(0.3, release.set).start()
+        with store.write() as conn:  # waits 0.3 s for the other writer, then writes
+            _add_project(conn, "p2")
+    holder.join(10)
+    assert _count_rows(store) == before + 2
+    store.dispose()
+
+
+def test_unwaiting_changes_nothing_on_postgresql(tmp_path: Path) -> None:
+    with pg_schema() as url:
+        store = open_metadata_store(url, _settings())
+        store.ensure_schema()
+        before = _count_rows(store)
+        with unwaiting(), store.write() as conn:
+            _add_project(conn, "p1")
+        assert _count_rows(store) == before + 1
+        store.dispose()

@@ -109,16 +109,21 @@ _FACTORIES: dict[str, Callable[[str, Settings | None], BlobStore]] = {
 }
 
 
+def blob_scheme(url: str) -> str:
+    """The scheme of a blob store's URL, lower case; "" for a plain path."""
+    return urlsplit(url).scheme.lower() if "://" in url else ""
+
+
 def open_blob_store(url: str, settings: Settings | None = None) -> BlobStore:
     """Open the store at *url*: ``file:///abs/path``, a plain path, ``s3://bucket/prefix``
     or ``memory://``. *settings* tunes backends that need more than a URL (S3 endpoint,
     timeouts); without it they are read from the environment."""
     if not url:
         raise InvalidInput("blob store URL is empty", field="url")
-    scheme = urlsplit(url).scheme if "://" in url else ""
+    scheme = blob_scheme(url)
     if not scheme:
         return _open_local(url)
-    factory = _FACTORIES.get(scheme.lower())
+    factory = _FACTORIES.get(scheme)
     if factory is None:
         supported = ", ".join(f"{name}://" for name in _FACTORIES)
         raise InvalidInput(

@@ -27,6 +27,7 @@ from ..refs import parse_ref
 from ..service.aliases import Expect
 from .auth import Caller, caller
 from .bodies import AliasBody, ApproveBody, PromoteBody, RegisterBody, RollbackBody, ok
+from .onloop import write_soon
 from .registering import register_uploaded
 from .routing import documented_router
 
@@ -56,15 +57,21 @@ def list_versions(project: str, model: str, who: Who) -> Response:
 
 
 @router.post("/models/{model}/versions", status_code=201, responses={201: {"model": Version}})
-def register(project: str, model: str, body: RegisterBody, who: Who) -> Response:
-    reg = who.need(project, "register")
-    for named in (*body.parents, *body.components, body.inference_config):
-        other = parse_ref(named).project if named else None
-        if other is not None and other != project:
-            who.read(other)  # a version of a project the caller cannot see is as if absent
-    if body.pushed is not None and body.pushed.created_by != who.user:
-        who.need(project, "admin")  # keeping another author's name is for project admins
-    return ok(register_uploaded(reg, project, model, body, who.user, who.readable()), status=201)
+async def register(project: str, model: str, body: RegisterBody, who: Who) -> Response:
+    def work() -> Response:
+        reg = who.need(project, "register")
+        for named in (*body.parents, *body.components, body.inference_config):
+            other = parse_ref(named).project if named else None
+            if other is not None and other != project:
+                who.read(other)  # a version of a project the caller cannot see is as if absent
+        if body.pushed is not None and body.pushed.created_by != who.user:
+            who.need(project, "admin")  # keeping another author's name is for project admins
+        version = register_uploaded(reg, project, model, body, who.user, who.readable())
+        return ok(version, status=201)
+
+    if body.run is not None:  # made of the run's files, copied: work for the pool
+        return await run_in_threadpool(work)
+    return await write_soon(who.base, work)
 
 
 @router.get("/refs/{ref}", responses=_doc(Version))

@@ -8,6 +8,7 @@ server on its first start (the admin's bootstrap is a write), never pays for loa
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, select
 
 from ..errors import ModelVaultError
 from ..store import schema
+from ..store.engine import in_unwaiting
 from ..timeutil import from_text
 from .context import Context
 
@@ -58,6 +60,7 @@ class AutoCheckpoint:
         if not every and not seconds:
             return
         self.busy = True
+        handed = False  # to a thread, which clears busy when it ends
         try:
             if head is None or self.last is None:
                 with self.ctx.store.read(snapshot=False) as conn:
@@ -76,11 +79,34 @@ class AutoCheckpoint:
                 and self.ctx.now() - from_text(since) >= timedelta(seconds=seconds)
             )
             if due:
-                from .transparency import checkpoint
-
                 self.last = None  # re-read after this attempt, whoever made the checkpoint
-                checkpoint(self.ctx, every=every, seconds=seconds)
+                if in_unwaiting():
+                    # on a server's event loop: the tree, the signature and a witness's write
+                    # are work for a thread, not for every other request's wait
+                    threading.Thread(
+                        target=self._sign_then_free,
+                        args=(every, seconds),
+                        name="modelvault-checkpoint",
+                    ).start()
+                    handed = True
+                else:
+                    self._sign(every, seconds)
         except (ModelVaultError, OSError) as exc:
             log.warning("modelvault: audit checkpoint not written: %s", exc)
+        finally:
+            if not handed:
+                self.busy = False
+
+    def _sign(self, every: int, seconds: float) -> None:
+        from .transparency import checkpoint
+
+        try:
+            checkpoint(self.ctx, every=every, seconds=seconds)
+        except (ModelVaultError, OSError) as exc:
+            log.warning("modelvault: audit checkpoint not written: %s", exc)
+
+    def _sign_then_free(self, every: int, seconds: float) -> None:
+        try:
+            self._sign(every, seconds)
         finally:
             self.busy = False

@@ -8,6 +8,11 @@ SQLite wakes a writer that finds the database locked by polling: it sleeps 1, 2,
 longer between tries, however soon the lock is free. So the writers of one process (a
 server's threads) queue on a lock of their own first, and each starts the moment the one
 before it commits; SQLite's own wait is left to writers in other processes.
+
+A server runs some SQLite writes on its event loop (``unwaiting``): the first write there
+starts only if no other writer, of this process or another, holds the database, and raises
+``WouldWait`` otherwise, before anything is written, so that the caller runs it again in a
+thread, where waiting blocks nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import select
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,14 +49,70 @@ AUDIT_SEQ = "mv_audit_seq"  # in a writing connection's info: the newest event i
 LOCKED_HEAD = "mv_locked_head"
 
 _REVISION = text("SELECT version_num FROM alembic_version")
+# Begins a backend's transaction of a kind on a connection SQLAlchemy has just begun: called
+# by MetadataStore._begin, not hooked to SQLAlchemy's "begin" event, since any connection
+# event listener makes SQLAlchemy dispatch events around every statement executed.
+Opener = Callable[[Connection, str, bool], None]
 _LOCKED = "the registry database stayed locked by another writer for too long; try again"
+
+
+class WouldWait(Exception):
+    """A write that may not wait (``unwaiting``) found another writer holding the database;
+    nothing was written."""
+
+
+class _Unwaiting:
+    __slots__ = ("armed",)
+
+    def __init__(self) -> None:
+        self.armed = True  # the next write may not wait
+
+
+_UNWAITING: ContextVar[_Unwaiting | None] = ContextVar("mv_unwaiting", default=None)
+
+
+@contextmanager
+def unwaiting() -> Iterator[None]:
+    """The block runs where it must not wait for a lock (a server's event loop).
+
+    Its first SQLite write starts only if no other writer holds the database, and raises
+    ``WouldWait`` otherwise; nothing is written by then, so the whole block can run again
+    elsewhere. Once that write has begun, later writes of the block wait as usual: running
+    the block again could then repeat a committed write."""
+    token = _UNWAITING.set(_Unwaiting())
+    try:
+        yield
+    finally:
+        _UNWAITING.reset(token)
+
+
+def in_unwaiting() -> bool:
+    """Whether this code runs inside ``unwaiting`` (where slow work belongs elsewhere)."""
+    return _UNWAITING.get() is not None
+
+
+def _first_unwaiting() -> bool:
+    """Whether the write starting now is an ``unwaiting`` block's first (and disarm it)."""
+    state = _UNWAITING.get()
+    if state is None or not state.armed:
+        return False
+    state.armed = False
+    return True
 
 
 class MetadataStore:
     """Owns the engine; every use-case borrows a connection through read() or write()."""
 
-    def __init__(self, engine: Engine, *, url: str, writers: WriterQueue | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        url: str,
+        opener: Opener,
+        writers: WriterQueue | None = None,
+    ) -> None:
         self.engine = engine
+        self._opener = opener  # begins the backend's transaction of each kind
         self.url = url
         self.dialect = engine.dialect.name
         self._ready = False
@@ -121,8 +183,12 @@ class MetadataStore:
     def _transaction(self, kind: str) -> Iterator[Connection]:
         writing = kind in (_WRITE, _MIGRATE)
         queued = self._writers if writing else None
-        with _translated(writing=writing), queued or nullcontext():
-            raw, conn, tx = self._begin(kind)
+        nowait = queued is not None and kind == _WRITE and _first_unwaiting()
+        turn: AbstractContextManager[None] = nullcontext()
+        if queued is not None:
+            turn = queued.now() if nowait else queued
+        with _translated(writing=writing), turn:
+            raw, conn, tx = self._begin(kind, nowait=nowait)
             try:
                 try:
                     yield conn
@@ -133,12 +199,19 @@ class MetadataStore:
             finally:
                 raw.close()
 
-    def _begin(self, kind: str) -> tuple[Connection, Connection, RootTransaction]:
+    def _begin(
+        self, kind: str, *, nowait: bool = False
+    ) -> tuple[Connection, Connection, RootTransaction]:
         for attempt in (1, 2):
             raw = self._connect()
             conn = raw.execution_options(**{kind: True})
             try:
-                return raw, conn, conn.begin()
+                tx = conn.begin()
+                self._opener(conn, kind, nowait)
+                return raw, conn, tx
+            except WouldWait:
+                raw.close()
+                raise
             except DBAPIError as exc:
                 raw.close()
                 # Only the backend's opening statement (the writers' lock) was sent, none of
@@ -243,6 +316,16 @@ class WriterQueue:
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
+    @contextmanager
+    def now(self) -> Iterator[None]:
+        """This process's turn to write, if no other writer has it (else ``WouldWait``)."""
+        if not self._lock.acquire(blocking=False):
+            raise WouldWait
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def _reset(self) -> None:
         self._lock, self._counting, self.waiting = threading.Lock(), threading.Lock(), 0
 
@@ -307,15 +390,42 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={busy}")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        if options.get(_NO_BEGIN):
-            return
-        immediate = options.get(_WRITE) or options.get(_MIGRATE)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
     return engine
+
+
+def _sqlite_opener(busy_ms: int) -> Opener:
+    def open_(conn: Connection, kind: str, nowait: bool) -> None:
+        if kind == _NO_BEGIN:
+            return
+        # (the driver's connection: a statement through SQLAlchemy costs ~20 times more)
+        dbapi = cast(sqlite3.Connection, conn.connection.dbapi_connection)
+        if nowait:
+            _begin_now(dbapi, busy_ms)
+        else:
+            _sqlite_run(dbapi, "BEGIN IMMEDIATE" if kind in (_WRITE, _MIGRATE) else "BEGIN")
+
+    return open_
+
+
+def _sqlite_run(dbapi: sqlite3.Connection, statement: str) -> None:
+    try:
+        dbapi.execute(statement)
+    except sqlite3.Error as exc:  # as SQLAlchemy would have raised it
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
+def _begin_now(dbapi: sqlite3.Connection, busy_ms: int) -> None:
+    """BEGIN IMMEDIATE without SQLite's wait: ``WouldWait`` when another process's writer
+    holds the database."""
+    _sqlite_run(dbapi, "PRAGMA busy_timeout=0")
+    try:
+        _sqlite_run(dbapi, "BEGIN IMMEDIATE")
+    except DBAPIError as exc:
+        if str(getattr(exc.orig, "sqlite_errorname", "")).startswith("SQLITE_BUSY"):
+            raise WouldWait from None
+        raise
+    finally:
+        _sqlite_run(dbapi, f"PRAGMA busy_timeout={busy_ms}")
 
 
 _POSTGRES_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg"}
@@ -339,7 +449,7 @@ def _postgres_engine(url: str, settings: Settings) -> Engine:
         )
     lock_ms = _milliseconds(settings.pg_lock_timeout_ms, "MODELVAULT_PG_LOCK_TIMEOUT_MS")
     try:
-        import psycopg
+        import psycopg  # noqa: F401  (missing: one clear line now, not at the first statement)
     except ImportError:
         raise StoreError(
             "a PostgreSQL store needs the psycopg driver: pip install 'modelvault[postgres]'"
@@ -357,7 +467,6 @@ def _postgres_engine(url: str, settings: Settings) -> Engine:
     # one multi-row statement, as SQLAlchemy does for psycopg2, rather than psycopg 3's
     # executemany, which converts and sends row by row in Python.
     engine.dialect.use_insertmanyvalues_wo_returning = True
-    levels = psycopg.IsolationLevel
 
     @event.listens_for(engine, "checkout")
     def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
@@ -372,28 +481,28 @@ def _postgres_engine(url: str, settings: Settings) -> Engine:
         if waiting.poll(0):
             raise DisconnectionError("the server closed this pooled connection")
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        conn.info.pop(LOCKED_HEAD, None)  # (the info is the DBAPI connection's: it stays)
-        dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        dbapi.autocommit = bool(options.get(_NO_BEGIN))
-        if dbapi.autocommit:
-            return
-        # Writers must see every commit made before their lock was granted: repeatable read
-        # would keep the snapshot taken while they queued for it.
-        dbapi.isolation_level = (
-            levels.REPEATABLE_READ if options.get(_SNAPSHOT) else levels.READ_COMMITTED
-        )
-        if options.get(_WRITE):
-            # the head comes with the lock: the writer's first event needs no statement of
-            # its own to read it (one round trip less per write)
-            conn.info[LOCKED_HEAD] = conn.exec_driver_sql(_PG_LOCK_WRITERS).one()
-        elif options.get(_MIGRATE):
-            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")  # wait as long as it takes
-            conn.exec_driver_sql(_PG_LOCK_MIGRATIONS)
-
     return engine
+
+
+def _postgres_open(conn: Connection, kind: str, nowait: bool) -> None:
+    import psycopg
+
+    conn.info.pop(LOCKED_HEAD, None)  # (the info is the DBAPI connection's: it stays)
+    dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    dbapi.autocommit = kind == _NO_BEGIN
+    if dbapi.autocommit:
+        return
+    # Writers must see every commit made before their lock was granted: repeatable read
+    # would keep the snapshot taken while they queued for it.
+    levels = psycopg.IsolationLevel
+    dbapi.isolation_level = levels.REPEATABLE_READ if kind == _SNAPSHOT else levels.READ_COMMITTED
+    if kind == _WRITE:
+        # the head comes with the lock: the writer's first event needs no statement of
+        # its own to read it (one round trip less per write)
+        conn.info[LOCKED_HEAD] = conn.exec_driver_sql(_PG_LOCK_WRITERS).one()
+    elif kind == _MIGRATE:
+        conn.exec_driver_sql("SET LOCAL lock_timeout = 0")  # wait as long as it takes
+        conn.exec_driver_sql(_PG_LOCK_MIGRATIONS)
 
 
 _FACTORIES: dict[str, Callable[[str, Settings], Engine]] = {
@@ -414,5 +523,8 @@ def open_metadata_store(url: str, settings: Settings) -> MetadataStore:
         )
     engine = factory(url, settings)
     schema.use_dialect(engine.dialect.name)
-    writers = _QUEUES.get(url, settings) if engine.dialect.name == "sqlite" else None
-    return MetadataStore(engine, url=url, writers=writers)
+    if engine.dialect.name == "sqlite":
+        busy = _milliseconds(settings.sqlite_busy_ms, "MODELVAULT_SQLITE_BUSY_MS")
+        opener, writers = _sqlite_opener(busy), _QUEUES.get(url, settings)
+        return MetadataStore(engine, url=url, opener=opener, writers=writers)
+    return MetadataStore(engine, url=url, opener=_postgres_open)
