@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -29,7 +29,7 @@ from .auth import Caller, caller
 from .bodies import AliasBody, ApproveBody, PromoteBody, RegisterBody, RollbackBody, ok
 from .onloop import write_soon
 from .registering import register_uploaded
-from .routing import documented_router
+from .routing import documented_router, json_body, read_json
 
 router = documented_router("/api/v1/projects/{project}")
 Who = Annotated[Caller, Depends(caller)]
@@ -56,8 +56,15 @@ def list_versions(project: str, model: str, who: Who) -> Response:
     return ok(who.read(project).versions(model, project=project))
 
 
-@router.post("/models/{model}/versions", status_code=201, responses={201: {"model": Version}})
-async def register(project: str, model: str, body: RegisterBody, who: Who) -> Response:
+@router.post(
+    "/models/{model}/versions",
+    status_code=201,
+    responses={201: {"model": Version}},
+    openapi_extra=json_body(RegisterBody),
+)
+async def register(project: str, model: str, request: Request, who: Who) -> Response:
+    body = await read_json(request, RegisterBody)
+
     def work() -> Response:
         reg = who.need(project, "register")
         for named in (*body.parents, *body.components, body.inference_config):
