@@ -3,7 +3,7 @@
 A route's synchronous work normally goes to the thread pool, so that a wait (for another
 writer's lock, for the network) blocks none of the other requests. The hand-off costs: two
 thread wake-ups, the pool's bookkeeping and the two threads taking the interpreter lock in
-turn: 0.3–0.6 ms of a registration's 2.5–4 ms of server CPU on a 2-vCPU VM.
+turn: 0.3 to 0.6 ms of a registration's 2.5 to 4 ms of server CPU on a 2-vCPU VM.
 
 A registration against SQLite and a local blob store waits for nothing but the database's
 write lock and a local disk: it runs on the loop under ``unwaiting``, whose first write
