@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from modelvault import Registry, Settings
@@ -90,3 +92,17 @@ def live_server(
         thread.join(timeout=20)
         if lifespan == "off":
             app.state.registry.close()
+
+
+def pool_calls(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[Any]:
+    """The functions *module* hands to the thread pool (its ``run_in_threadpool``) from here
+    on, in order."""
+    handed: list[Any] = []
+    pool = module.run_in_threadpool
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        handed.append(func)
+        return await pool(func, *args, **kwargs)
+
+    monkeypatch.setattr(module, "run_in_threadpool", counted)
+    return handed

@@ -23,7 +23,7 @@ from modelvault.remote import INLINE_FILE, RemoteRegistry
 from modelvault.service import identity
 
 from .conftest import FakeClock, write_model
-from .server_fixtures import LiveServer, live_server
+from .server_fixtures import LiveServer, live_server, pool_calls
 
 
 def sha(data: bytes) -> str:
@@ -555,14 +555,7 @@ def test_a_permitted_get_is_answered_without_a_hand_off_to_the_thread_pool(
     # it does; a denied one goes to the pool, since its denial is written to the audit log
     from modelvault.server import routes_registry
 
-    handed: list[Any] = []
-    pool = routes_registry.run_in_threadpool
-
-    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
-        handed.append(func)
-        return await pool(func, *args, **kwargs)
-
-    monkeypatch.setattr(routes_registry, "run_in_threadpool", counted)
+    handed = pool_calls(monkeypatch, routes_registry)
     alice = server.client("alice")
     alice.register("m", write_model(tmp_path, "m", b"weights"))
     handed.clear()

@@ -9,7 +9,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from modelvault import Settings
 from modelvault.server import onloop
 
 from .conftest import write_model
-from .server_fixtures import LiveServer, live_server
+from .server_fixtures import LiveServer, live_server, pool_calls
 
 
 @pytest.fixture
@@ -30,20 +29,6 @@ def sqlite_server(tmp_path: Path) -> Iterator[LiveServer]:
     settings = Settings.from_env(env=env, home=tmp_path / "home", actor="alice")
     with live_server(settings) as live:
         yield live
-
-
-@contextmanager
-def _pool_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """The functions the route hands to the thread pool from here on."""
-    handed: list[Any] = []
-    pool = onloop.run_in_threadpool
-
-    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
-        handed.append(func)
-        return await pool(func, *args, **kwargs)
-
-    monkeypatch.setattr(onloop, "run_in_threadpool", counted)
-    yield handed
 
 
 def _writes_on_loop(server: LiveServer) -> list[bool]:
@@ -68,8 +53,8 @@ def test_a_registration_runs_on_the_event_loop_when_its_write_would_not_wait(
     alice = sqlite_server.client("alice")
     alice.register("warm", write_model(tmp_path, "w", b"warm"))  # the user, the environment
     on_loop = _writes_on_loop(sqlite_server)
-    with _pool_calls(monkeypatch) as handed:
-        version = alice.register("m", write_model(tmp_path, "m", b"weights"))
+    handed = pool_calls(monkeypatch, onloop)
+    version = alice.register("m", write_model(tmp_path, "m", b"weights"))
     assert version.number == 1 and handed == [] and on_loop == [True]
     assert sqlite_server.local("alice").get("m:1").digest == version.digest
 
@@ -95,24 +80,24 @@ def test_a_registration_waiting_for_another_writer_waits_in_the_pool(
         except BaseException as exc:  # reported by the assertion below
             failed.append(exc)
 
-    with _pool_calls(monkeypatch) as handed:
-        worker = threading.Thread(target=register)
-        try:
-            worker.start()
-            deadline = time.monotonic() + 10
-            while not handed and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert len(handed) == 1  # tried on the loop, found the lock held, went to the pool
-            with httpx.Client(timeout=5) as probe:  # the loop answers meanwhile
-                t0 = time.monotonic()
-                assert probe.get(sqlite_server.url + "/healthz").status_code == 200
-                assert time.monotonic() - t0 < 2
-            time.sleep(0.2)
-            assert not done and not failed  # still waiting for the lock
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
-            worker.join(30)
+    handed = pool_calls(monkeypatch, onloop)
+    worker = threading.Thread(target=register)
+    try:
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not handed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(handed) == 1  # tried on the loop, found the lock held, went to the pool
+        with httpx.Client(timeout=5) as probe:  # the loop answers meanwhile
+            t0 = time.monotonic()
+            assert probe.get(sqlite_server.url + "/healthz").status_code == 200
+            assert time.monotonic() - t0 < 2
+        time.sleep(0.2)
+        assert not done and not failed  # still waiting for the lock
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        worker.join(30)
     assert not failed and done == [1] and on_loop == [False]
 
 

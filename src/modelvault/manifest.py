@@ -223,6 +223,9 @@ def manifest_bytes(files: Iterable[FileEntry]) -> bytes:
     return canonical_json({"format": FORMAT, "files": entries})
 
 
+KEEP_TOTAL = 4 << 20  # kept inline per registration at most (docs/configuration.md)
+
+
 def store_files(
     files: Sequence[ScannedFile], store: BlobStore, progress: Callable[[int], None] | None = None
 ) -> Manifest:
@@ -236,7 +239,7 @@ def stage_files(
     keep_up_to: int,
     progress: Callable[[int], None] | None = None,
     *,
-    keep_total: int = 4 << 20,
+    keep_total: int = KEEP_TOTAL,
 ) -> tuple[Manifest, dict[str, bytes]]:
     """Store each scanned file, then the manifest listing them, except those of at most
     *keep_up_to* bytes (none when it is negative), up to *keep_total* bytes in all: their

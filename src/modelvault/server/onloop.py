@@ -17,6 +17,7 @@ on another transaction's row lock or a slow store: those routes stay in the pool
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,7 @@ def loop_may_write(registry: Registry) -> bool:
     return waits_only_locally(registry._ctx.store.dialect, registry.settings.blobs)
 
 
+@cache  # (asked on every registration, of the one registry a server has)
 def waits_only_locally(dialect: str, blobs_url: str) -> bool:
     """Whether a metadata store of *dialect* and the blob store at *blobs_url* make a write
     wait for nothing but SQLite's lock and a local disk."""
