@@ -28,7 +28,7 @@ from .eventhash import (
     new_commitments,
     personal_problem,
 )
-from .store import schema
+from .store import lean, schema
 from .store import statements as sql
 from .store.engine import AUDIT_SEQ, GENESIS_HASH, LOCKED_HEAD
 from .timeutil import from_text, to_text
@@ -97,7 +97,7 @@ def _locked_head(conn: Connection) -> Any:
     """The audit head (seq, hash), locked for this transaction: as a PostgreSQL writer's lock
     read it when the transaction began, if no event has moved it since, else read now."""
     head = conn.info.pop(LOCKED_HEAD, None)
-    return head if head is not None else conn.execute(sql.LOCK_HEAD).one()
+    return head if head is not None else lean.run(conn, sql.LOCK_HEAD).one()
 
 
 def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> AuditEvent:
@@ -127,7 +127,8 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
         scheme=COMMITTED,
         actor_commitment=commitment,
     )
-    conn.execute(
+    lean.run(
+        conn,
         sql.INSERT_EVENT,
         {
             "seq": seq,
@@ -146,8 +147,8 @@ def append(conn: Connection, draft: EventDraft, *, actor: str, at: datetime) -> 
             "actor_commitment": commitment,
         },
     )
-    conn.execute(sql.INSERT_PERSONAL, {"seq": seq, "actor": actor, "salt": salt})
-    moved = conn.execute(sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": digest})
+    lean.run(conn, sql.INSERT_PERSONAL, {"seq": seq, "actor": actor, "salt": salt})
+    moved = lean.run(conn, sql.MOVE_HEAD, {"old_seq": head.seq, "new_seq": seq, "new_hash": digest})
     if moved.rowcount != 1:
         raise StoreError("the audit head moved under this transaction; try again")
     conn.info[AUDIT_SEQ] = seq

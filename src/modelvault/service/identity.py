@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, select
 from ..audit import EventDraft, append
 from ..errors import Forbidden, Unauthenticated
 from ..limits import check_name
-from ..store import schema
+from ..store import lean, schema
 from ..timeutil import from_text
 from .accounts import (
     BOOTSTRAP_USER,
@@ -153,7 +153,7 @@ def authenticate(ctx: Context, token: str | None) -> Principal:
         )
     token_id, secret = match.groups()
     with ctx.store.read(snapshot=False) as conn:
-        rows = conn.execute(_BY_TOKEN, {"token_id": token_id}).all()
+        rows = lean.run(conn, _BY_TOKEN, {"token_id": token_id}).all()
     # an unknown id and a wrong secret read the same: neither says whether the id exists
     if not rows or not hmac.compare_digest(rows[0].secret_sha256, secret_hash(secret)):
         raise Unauthenticated(f"unknown token {token_id}", token_id=token_id, reason="unknown")

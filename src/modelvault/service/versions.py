@@ -33,7 +33,7 @@ from ..limits import (
 )
 from ..manifest import manifest_bytes, scan, stage_files
 from ..refs import Ref
-from ..store import schema
+from ..store import lean, schema
 from ..store import statements as sql
 from ..timeutil import from_text, to_text
 from . import inlineblobs
@@ -143,7 +143,7 @@ def _ensure_model(
     conn: Connection, ctx: Context, project: str, model: str, kind: str, at: datetime
 ) -> int:
     # one statement when the model exists (the common case), its project with it
-    found = conn.execute(sql.MODEL_ID_AND_KIND, {"project": project, "model": model}).first()
+    found = lean.run(conn, sql.MODEL_ID_AND_KIND, {"project": project, "model": model}).first()
     if found is None:
         project_id = ensure_project(conn, ctx, project, at)
         model_id = conn.execute(
@@ -254,7 +254,7 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             same = _imported_already(conn, ctx, project, req, model_id)
             if same is not None:
                 return same
-        number = conn.execute(sql.BUMP_NUMBER, {"model_id": model_id}).scalar_one()
+        number = lean.run(conn, sql.BUMP_NUMBER, {"model_id": model_id}).scalar_one()
         created_at, created_by = at, ctx.actor
         if req.imported is not None:
             created_at, created_by = req.imported.created_at, req.imported.created_by
@@ -294,7 +294,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 f"(it hashes to {digest}): the pushed record differs from the original",
                 digest=req.imported.digest,
             )
-        version_id = conn.execute(
+        version_id = lean.run(
+            conn,
             sql.INSERT_VERSION,
             {
                 "model_id": model_id,
@@ -326,7 +327,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
                 ],
             )
         roles = dict(reversed(blob_roles))
-        conn.execute(
+        lean.run_many(
+            conn,
             sql.INSERT_BLOBS,
             [{"version_id": version_id, "digest": d, "role": r} for d, r in roles.items()],
         )
@@ -359,7 +361,8 @@ def register(ctx: Context, req: RegisterRequest, project: str | None = None) -> 
             actor=ctx.actor,
             at=at,
         )
-        conn.execute(
+        lean.run(
+            conn,
             sql.INSERT_STAGE,
             {
                 "model_id": model_id,
