@@ -32,6 +32,7 @@ from . import (
     routes_runs,
     transfers,
 )
+from .lanes import Lanes
 from .routing import Api
 
 MAX_JSON_BYTES = 16 << 20  # documented in docs/server.md
@@ -125,6 +126,7 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return {"status": "ready", "schema": status.revision}
 
+    app.add_middleware(Lanes)  # (inside the body-size limit: added first)
     app.add_middleware(BodyLimit)
     stop = threading.Event()
     threads: list[threading.Thread] = []

@@ -74,6 +74,14 @@ def error_response(exc: ModelVaultError) -> JSONResponse:
     return envelope_response(status_of(exc), error_envelope(exc), exc.code)
 
 
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """A request that does not validate: 400, naming the first field at fault."""
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = f"{where or 'request'}: {first.get('msg', 'is invalid')}"
+    return error_response(InvalidInput(message, field=where or None))
+
+
 def install(app: FastAPI) -> None:
     """Route every error through the envelope."""
 
@@ -83,10 +91,7 @@ def install(app: FastAPI) -> None:
 
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where or 'request'}: {first.get('msg', 'is invalid')}"
-        return error_response(InvalidInput(message, field=where or None))
+        return validation_response(exc)
 
     async def http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
