@@ -90,7 +90,14 @@ def test_a_registrations_statements_skip_sqlalchemys_execution_on_sqlite(
         assert reg.get("m:2") == version
         assert reg.verify_audit().ok
         events = reg.audit(limit=1, newest_first=True)
-    hot = ("mv_versions", "mv_models", "mv_version_blobs", "mv_audit", "mv_stage_intervals")
+    hot = (
+        "mv_versions",
+        "mv_models",
+        "mv_version_blobs",
+        "mv_inline_blobs",
+        "mv_audit",
+        "mv_stage",
+    )
     assert not [s for s in seen if any(f" {table}" in s for table in hot)], seen
     assert events[0].action == "version.register" and events[0].subject == "default/m:2"
 
@@ -177,10 +184,10 @@ def test_statements_needing_sqlalchemys_execution_still_get_it(tmp_path: Path) -
         assert not any(s.startswith("INSERT INTO mv_projects") for s in seen)  # this did not
 
 
-def test_a_statement_object_built_again_gets_its_own_plan(tmp_path: Path) -> None:
+def test_a_statement_built_per_call_runs_with_its_own_plan(tmp_path: Path) -> None:
     with _store("sqlite", tmp_path) as store, store.write() as conn:
         lean.run_many(conn, _ADD_USER, [_user("ann", True), _user("bob", False)])
-        for name in ("ann", "bob"):  # a new object each time, maybe at a freed one's address
+        for name in ("ann", "bob"):  # a new object each time, each with a plan of its own
             query = select(_U.c.name).where(_U.c.name == bindparam("n"))
             assert lean.run(conn, query, {"n": name}).scalar_one() == name
 

@@ -28,7 +28,7 @@ from ..blobs.base import BlobStore, PutResult
 from ..blobs.copying import materialize_bytes, verified
 from ..canonical import sha256_digest
 from ..sizes import parse_size
-from ..store import schema
+from ..store import lean, schema
 from ..store.engine import MetadataStore
 from ..timeutil import from_text
 
@@ -65,7 +65,8 @@ def insert(conn: Connection, blobs: Mapping[str, bytes], at: str) -> None:
     """Store *blobs* (digest -> bytes, each already checked against its digest) in the
     transaction of *conn*."""
     if blobs:
-        conn.execute(
+        lean.run_many(
+            conn,
             _upsert(conn.dialect.name),
             [{"digest": d, "size": len(b), "data": b, "stored_at": at} for d, b in blobs.items()],
         )

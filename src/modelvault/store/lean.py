@@ -68,7 +68,7 @@ class Rows:
 
 @dataclass(frozen=True)
 class _Plan:
-    statement: Executable  # kept alive with its plan: the cache is keyed by its id
+    statement: Executable  # kept alive with its plan, so its id (the cache's key) stays its own
     sql: str
     compiled: SQLCompiler
     order: tuple[str, ...]
@@ -142,8 +142,6 @@ def _plan(conn: Connection, statement: Executable, params: Mapping[str, Any]) ->
     except KeyError:
         if len(_plans) >= _MOST_PLANS:
             _plans.clear()
-        plan = _plans[key] = _planned(conn, statement, tuple(params))
-    if plan is not None and plan.statement is not statement:  # its id was reused
         plan = _plans[key] = _planned(conn, statement, tuple(params))
     return plan
 
