@@ -37,6 +37,7 @@ _ADD_USER = insert(_U)
 _ADD_BLOB = insert(_B)
 _ADD_PROJECT = insert(_P)
 _PROJECTS_IN = select(_P.c.name).where(_P.c.name.in_(bindparam("names", expanding=True)))
+_AS_KEYWORD = select(_U.c.name.label("from"))
 _TWO_NAMED_ID = select(_U.c.id, _P.c.id).select_from(_U.join(_P, _U.c.name == _P.c.name))
 
 _extra = MetaData()
@@ -174,10 +175,12 @@ def test_statements_needing_sqlalchemys_execution_still_get_it(tmp_path: Path) -
             found = lean.run(conn, _PROJECTS_IN, {"names": ["a", "c", "z"]}).all()
             lean.run(conn, _ADD_USER, _user("a", False))
             pair = lean.run(conn, _TWO_NAMED_ID).all()  # two columns named "id"
+            keyword = lean.run(conn, _AS_KEYWORD).one()  # a column named "from"
             n = conn.execute(select(_DEFAULTED.c.n)).scalar_one()
         assert n == 7
         assert sorted(r.name for r in found) == ["a", "c"]
         assert len(pair) == 1 and len(pair[0]) == 2
+        assert keyword._mapping["from"] == "a"
         through = [s.split()[:3] for s in seen]
         assert ["INSERT", "INTO", "lean_defaulted"] in through  # these went through SQLAlchemy
         assert any(s.startswith("SELECT mv_projects.name") for s in seen)

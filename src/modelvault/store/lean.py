@@ -10,8 +10,8 @@ do (a boolean read back, for one). A statement qualifies only when SQLAlchemy ha
 to do at execution: no column default is computed in Python, no parameter expands into a
 list, every result column has a name of its own. Any other statement, and every statement on
 another database, runs through ``Connection.execute`` as before; either way the caller gets
-the same ``Rows``. A driver error is raised as SQLAlchemy raises
-it (``DBAPIError.instance``), so the callers' handling of, say, ``IntegrityError`` holds.
+the same ``Rows``. A driver error is raised as SQLAlchemy raises it (``DBAPIError.instance``),
+so the callers' handling of, say, ``IntegrityError`` holds.
 
 Statements given here are built once, at import (``store.statements``): plans are kept per
 statement object, and a statement built per call would only fill the cache.
@@ -23,6 +23,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from keyword import iskeyword
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -171,7 +172,7 @@ def _planned(conn: Connection, statement: Executable, names: tuple[str, ...]) ->
     )
     named = [name or "" for name, _ in columns]
     if len(set(named)) != len(named) or not all(
-        n.isidentifier() and not n.startswith("_") for n in named
+        n.isidentifier() and not iskeyword(n) and not n.startswith("_") for n in named
     ):
         return None  # rows read by name would not find every column
     row: type | None = namedtuple("Row", named) if named else None
