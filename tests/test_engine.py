@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy import Connection, make_url, text
 
 from modelvault import InvalidInput, Registry, Settings, StoreError
 from modelvault.store.engine import MetadataStore, WouldWait, open_metadata_store, unwaiting
@@ -228,10 +228,14 @@ def test_sqlite_writers_of_one_process_queue_before_they_begin(tmp_path: Path) -
     store.ensure_schema()
     begun: list[str] = []
 
-    @event.listens_for(store.engine, "begin", insert=True)
-    def _record(conn: Connection) -> None:
-        if conn.get_execution_options().get("mv_write"):
+    opener = store._opener
+
+    def _record(conn: Connection, kind: str, nowait: bool) -> None:
+        if kind == "mv_write":
             begun.append(threading.current_thread().name)
+        opener(conn, kind, nowait)
+
+    store._opener = _record
 
     queue = store._writers
     assert queue is not None

@@ -188,7 +188,7 @@ class MetadataStore:
         if queued is not None:
             turn = queued.now() if nowait else queued
         with _translated(writing=writing), turn:
-            raw, conn, tx = self._begin(kind, nowait=nowait)
+            conn, tx = self._begin(kind, nowait=nowait)
             try:
                 try:
                     yield conn
@@ -197,23 +197,20 @@ class MetadataStore:
                     raise
                 _commit(tx, writing=writing)
             finally:
-                raw.close()
+                conn.close()
 
-    def _begin(
-        self, kind: str, *, nowait: bool = False
-    ) -> tuple[Connection, Connection, RootTransaction]:
+    def _begin(self, kind: str, *, nowait: bool = False) -> tuple[Connection, RootTransaction]:
         for attempt in (1, 2):
-            raw = self._connect()
-            conn = raw.execution_options(**{kind: True})
+            conn = self._connect()
             try:
                 tx = conn.begin()
-                self._opener(conn, kind, nowait)
-                return raw, conn, tx
+                self._opener(conn, kind, nowait)  # (the kind is told here, not kept on conn)
+                return conn, tx
             except WouldWait:
-                raw.close()
+                conn.close()
                 raise
             except DBAPIError as exc:
-                raw.close()
+                conn.close()
                 # Only the backend's opening statement (the writers' lock) was sent, none of
                 # the caller's work: one more try on a fresh connection cannot apply it twice.
                 if attempt == 2 or not exc.connection_invalidated:
